@@ -1,0 +1,24 @@
+# Slim, non-root image. Same steps as `make run`: install requirements.txt, then boot.sh
+# (migrate once, exec gunicorn). tests/test_packaging.py keeps the two in step.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    BIND=0.0.0.0:8000
+
+WORKDIR /app
+RUN useradd --create-home --uid 10001 moderation
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY --chown=moderation:moderation moderation/ moderation/
+COPY --chown=moderation:moderation model/ model/
+COPY --chown=moderation:moderation wsgi.py gunicorn.conf.py boot.sh ./
+RUN mkdir instance && chown moderation:moderation instance
+
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+CMD ["./boot.sh"]

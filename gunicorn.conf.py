@@ -1,0 +1,18 @@
+"""gunicorn settings for `make run` and the Docker image (both start it through boot.sh)."""
+
+import os
+
+bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+# Two cores here: two workers; each holds one copy-on-write share of the preloaded model.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+preload_app = True
+timeout = 30
+graceful_timeout = 20
+accesslog = None
+
+
+def post_fork(server, worker):
+    # Connections opened in the master must not be shared by the forked workers.
+    app = server.app.wsgi()
+    app.extensions["moderation.db"][0].dispose(close=False)

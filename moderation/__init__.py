@@ -1,0 +1,31 @@
+"""Kommentare moderation service: scores, routes and publishes reader comments."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application from the environment (or `test_config`) and bind its extensions."""
+    # Imported here so that `moderation.ml` and the CLI can be used without loading the web stack.
+    from flask import Flask
+
+    from moderation import api
+    from moderation.config import finalize, load_config
+    from moderation.extensions import classifier, db
+
+    app = Flask(__name__, instance_relative_config=True)
+    config = load_config()
+    if test_config:
+        config.update(test_config)
+    finalize(config)
+    app.config.from_mapping(config)
+    logging.basicConfig(level=app.config["LOG_LEVEL"])
+    db.init_app(app)
+    classifier.init_app(app)
+    api.init_app(app)
+    return app

@@ -1,0 +1,3 @@
+from moderation.cli import cli
+
+cli(prog_name="python -m moderation")

@@ -1,0 +1,50 @@
+"""The JSON API under /v1: blueprints, OpenAPI document, error shape."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_smorest import Api, abort
+
+from moderation.api import comments, health, scoring
+from moderation.api.errors import register_error_handlers
+from moderation.api.schemas import ErrorSchema
+
+BLUEPRINTS = (health.blp, comments.blp, scoring.blp)
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+OPENAPI_CONFIG = {
+    "API_TITLE": "Kommentare moderation service",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+}
+
+
+class ModerationApi(Api):
+    """flask-smorest Api documenting every error with the one error shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+def require_json_body() -> None:
+    """Refuse a body that is not JSON with 415 before any view parses it."""
+    if request.method in BODY_METHODS and request.path.startswith("/v1/") and not request.is_json:
+        abort(415, message="Send the body as JSON with 'Content-Type: application/json'.")
+
+
+def init_app(app: Flask) -> Api:
+    """Register the API on `app`."""
+    for key, value in OPENAPI_CONFIG.items():
+        app.config.setdefault(key, value)
+    api = ModerationApi(app, spec_kwargs={
+        "info": {"description": "Scores, routes and publishes reader comments of German news sites."},
+    })
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    app.before_request(require_json_body)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return api

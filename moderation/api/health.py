@@ -1,0 +1,43 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from moderation.api.auth import Blueprint
+from moderation.api.schemas import Health
+from moderation.extensions import classifier, db
+
+blp = Blueprint("health", __name__, description="Liveness and readiness.")
+
+
+@blp.route("/healthz")
+class Alive(MethodView):
+    @blp.response(200, Health)
+    def get(self) -> dict[str, Any]:
+        """Answer while the process is alive."""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Ready(MethodView):
+    @blp.response(200, Health)
+    @blp.alt_response(503, schema=Health, description="Database unreachable or no model loaded")
+    def get(self) -> Any:
+        """Answer 200 when the database answers and a model is loaded; name the model version."""
+        model = classifier.model
+        try:
+            db.session.execute(text("SELECT 1"))
+            database = "ok"
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            database = f"unreachable: {type(exc).__name__}"
+        body = {"status": "ready", "database": database, "model_version": model.version if model else None}
+        if database != "ok" or model is None:
+            body["status"] = "not_ready"
+            return body, 503
+        return body

@@ -1,0 +1,133 @@
+"""Marshmallow schemas: the single source of input validation and of the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate
+
+# Bidirectional overrides and isolates let a comment display as something other than it says.
+_BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+_KEEP = {"\n", "\t"}
+ARTICLE_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
+
+
+def clean_text(raw: str) -> str:
+    """Return text as stored: NFC, line breaks unified, control characters and lone surrogates removed, trimmed."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(
+        ch for ch in text
+        if ch in _KEEP or (unicodedata.category(ch) not in {"Cc", "Cs"} and ch not in _BIDI_CONTROLS)
+    )
+    return unicodedata.normalize("NFC", text).strip()
+
+
+class CleanText(fields.String):
+    """A string cleaned by `clean_text` and limited to 1..config[`limit_key`] characters."""
+
+    def __init__(self, *, limit_key: str | None = None, limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit_key, self.limit = limit_key, limit
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = clean_text(super()._deserialize(value, attr, data, **kwargs))
+        limit = current_app.config[self.limit_key] if self.limit_key else self.limit
+        if not text:
+            raise ValidationError("Must not be empty (after removing whitespace and control characters).")
+        if len(text) > limit:
+            raise ValidationError(f"Must be at most {limit} characters; got {len(text)}.")
+        return text
+
+
+class ErrorDetail(Schema):
+    code = fields.String(required=True, metadata={"example": "validation_failed"})
+    message = fields.String(required=True)
+    fields_ = fields.Dict(keys=fields.String(), required=True, data_key="fields",
+                          metadata={"description": "Field name to its messages."})
+
+
+class ErrorSchema(Schema):
+    """Every error the API returns."""
+
+    error = fields.Nested(ErrorDetail, required=True)
+
+
+class CommentIn(Schema):
+    """A reader comment as the site's backend submits it."""
+
+    author_id = CleanText(limit=200, required=True,
+                          metadata={"description": "The site's stable id of the reader.", "example": "leser-4711"})
+    author_name = CleanText(limit_key="MAX_AUTHOR_NAME_LENGTH", required=True, metadata={"example": "Leserin K."})
+    text = CleanText(limit_key="MAX_TEXT_LENGTH", required=True,
+                     metadata={"example": "Danke für den ausgewogenen Artikel!"})
+    parent_id = fields.Integer(strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1),
+                               metadata={"description": "Id of the comment this replies to (same article)."})
+
+
+class CommentOut(Schema):
+    """A comment with its moderation decision (backend view)."""
+
+    id = fields.Integer(required=True)
+    article_id = fields.String(required=True, attribute="article_external_id")
+    parent_id = fields.Integer(allow_none=True, required=True)
+    author_id = fields.String(required=True)
+    author_name = fields.String(required=True)
+    text = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["approved", "pending", "rejected"]))
+    toxicity = fields.Float(required=True)
+    category = fields.String(allow_none=True, required=True)
+    reasons = fields.List(fields.String(), required=True)
+    model_version = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class PublicComment(Schema):
+    """A published comment as readers see it: no author id, no scores."""
+
+    id = fields.Integer(required=True)
+    parent_id = fields.Integer(allow_none=True, required=True)
+    author_name = fields.String(required=True)
+    text = fields.String(required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class ListQuery(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+    order = fields.String(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
+
+
+class CommentPage(Schema):
+    comments = fields.List(fields.Nested(PublicComment), required=True)
+    next_cursor = fields.String(allow_none=True, required=True,
+                                metadata={"description": "Pass as `cursor` for the next page; null on the last."})
+    total = fields.Integer(required=True, metadata={"description": "Published comments of the article."})
+
+
+class ScoreIn(Schema):
+    text = CleanText(limit_key="MAX_TEXT_LENGTH", required=True)
+
+
+class Highlight(Schema):
+    start = fields.Integer(required=True)
+    end = fields.Integer(required=True)
+    text = fields.String(required=True)
+    weight = fields.Float(required=True)
+
+
+class ScoreOut(Schema):
+    toxicity = fields.Float(required=True)
+    offensive = fields.Boolean(required=True)
+    category = fields.String(allow_none=True, required=True)
+    highlights = fields.List(fields.Nested(Highlight), required=True)
+    model_version = fields.String(required=True)
+
+
+class Health(Schema):
+    status = fields.String(required=True)
+    database = fields.String()
+    model_version = fields.String(allow_none=True)
+    detail = fields.String()

@@ -1,0 +1,113 @@
+"""Configuration from `MODERATION_*` environment variables, with safe development defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MODERATION_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / "model"
+DEV_SECRET_KEY = "dev-only-not-secret"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a number between 0 and 1")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its Flask config key, parser, default and meaning."""
+
+    key: str
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.key
+
+
+def default_database_url() -> str:
+    """Return the embedded SQLite database under `instance/`."""
+    return f"sqlite:///{DEFAULT_INSTANCE_DIR / 'moderation.db'}"
+
+
+# The README's configuration table is checked against this list by a test.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ENV", str, "development", "`production` refuses to start without a secret key and a database URL."),
+    Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default `sqlite:///instance/moderation.db`. "
+            "PostgreSQL: `postgresql+psycopg://user@host/db`."),
+    Setting("MODEL_DIR", str, None, "Folder of the serving model (artifact + metadata.json); default `model/`."),
+    Setting("SECRET_KEY", str, None, "Signs session cookies; required in production."),
+    Setting("APPROVE_THRESHOLD", _fraction, None,
+            "Toxicity below this publishes at once; default: the model's calibrated value."),
+    Setting("REJECT_THRESHOLD", _fraction, None,
+            "Toxicity at or above this rejects; default: the model's calibrated value."),
+    Setting("MAX_TEXT_LENGTH", _positive_int, 5000, "Longest comment text in characters."),
+    Setting("MAX_AUTHOR_NAME_LENGTH", _positive_int, 100, "Longest author display name in characters."),
+    Setting("MAX_BODY_BYTES", _positive_int, 65536, "Largest request body; larger answers 413."),
+    Setting("DB_POOL_SIZE", _positive_int, 5, "Connections each worker keeps open to PostgreSQL."),
+    Setting("LOG_LEVEL", str, "INFO", "Python logging level."),
+)
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from the environment and return Flask config keys."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw == "":
+            config[setting.key] = setting.default
+            continue
+        try:
+            config[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env}={raw!r} is invalid: {exc}") from None
+    return config
+
+
+def finalize(config: dict[str, Any]) -> None:
+    """Fill derived defaults and refuse an unsafe production configuration."""
+    if config.get("ENV") == "production":
+        missing = [PREFIX + key for key in ("SECRET_KEY", "DATABASE_URL") if not config.get(key)]
+        if missing:
+            raise ConfigError("production needs " + " and ".join(missing) + " to be set")
+    config["DATABASE_URL"] = config.get("DATABASE_URL") or default_database_url()
+    config["MODEL_DIR"] = str(config.get("MODEL_DIR") or DEFAULT_MODEL_DIR)
+    config["SECRET_KEY"] = config.get("SECRET_KEY") or DEV_SECRET_KEY
+    approve, reject = config.get("APPROVE_THRESHOLD"), config.get("REJECT_THRESHOLD")
+    if approve is not None and reject is not None and approve > reject:
+        raise ConfigError(
+            f"{PREFIX}APPROVE_THRESHOLD ({approve}) must not be above {PREFIX}REJECT_THRESHOLD ({reject})"
+        )
+    config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]

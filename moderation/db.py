@@ -1,0 +1,110 @@
+"""The database: one engine per process, one session per request or command."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store aware UTC datetimes; SQLite hands them back naive, so re-attach UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; we emit BEGIN ourselves (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    # WAL lets readers run beside the one writer; busy_timeout makes a writer wait instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer starts IMMEDIATE so that it queues for the lock up front: a deferred transaction that
+    # read first and then tries to write can fail at once with SQLITE_BUSY under concurrency.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer; call before a use case's first read or change."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("begin_write called after changes were made")
+        session.commit()  # ends a read-only transaction (e.g. the API key lookup); nothing is written
+    session.connection(execution_options={"sqlite_immediate": True})
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """Create an engine for `url`, with SQLite tuned for a web server."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class Database:
+    """Flask extension: an engine per app and a session per request, found through `current_app`."""
+
+    def init_app(self, app: Flask) -> None:
+        """Bind to `app`: build the engine and remove the session after each request."""
+        engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
+        session = scoped_session(sessionmaker(engine, expire_on_commit=False))
+        app.extensions["moderation.db"] = (engine, session)
+
+        @app.teardown_appcontext
+        def _remove_session(exc: BaseException | None) -> None:
+            if exc is not None:
+                session.rollback()
+            session.remove()
+
+    @property
+    def engine(self) -> Engine:
+        return current_app.extensions["moderation.db"][0]
+
+    @property
+    def session(self) -> Session:
+        """The session of the current request (or app context)."""
+        return current_app.extensions["moderation.db"][1]()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """Yield a session that commits on success and rolls back on error (CLI, scripts)."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session

@@ -1,0 +1,37 @@
+"""Domain exceptions raised by services; the web layer turns them into responses."""
+
+from __future__ import annotations
+
+
+class ModerationError(Exception):
+    """Base of every domain error: a stable machine code, a message, optional per-field details."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, *, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class NotFound(ModerationError):
+    code, status = "not_found", 404
+
+
+class InvalidInput(ModerationError):
+    """Input that passed the schema but breaks a rule only the service can check."""
+
+    code, status = "validation_failed", 422
+
+
+class Conflict(ModerationError):
+    code, status = "conflict", 409
+
+
+class ArticleClosed(Conflict):
+    code = "article_closed"
+
+
+class Unavailable(ModerationError):
+    code, status = "unavailable", 503

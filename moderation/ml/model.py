@@ -1,0 +1,162 @@
+"""Load a model folder (hash-checked) and score comments with it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.exceptions import InconsistentVersionWarning
+
+from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
+
+ARTIFACT_FORMAT = 1
+MAX_HIGHLIGHTS = 5
+MIN_HIGHLIGHT_WEIGHT = 0.05
+
+
+class ModelError(Exception):
+    """The model folder cannot be used: missing, unreadable, tampered with or unloadable."""
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """A span of the original text that pushed the toxicity score up, with its logit weight."""
+
+    start: int
+    end: int
+    text: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Score:
+    """The classifier's verdict on one comment."""
+
+    toxicity: float
+    offensive: bool
+    category: str | None
+    highlights: tuple[Highlight, ...]
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LoadedModel:
+    """A fitted pipeline plus its metadata and thresholds, ready to score comments."""
+
+    def __init__(self, path: Path, metadata: dict[str, Any], artifact: dict[str, Any],
+                 sklearn_version_mismatch: str | None = None):
+        self.path = path
+        self.metadata = metadata
+        self.version: str = metadata["version"]
+        self.decision_threshold = float(metadata["decision_threshold"])
+        routing = metadata.get("routing", {})
+        self.approve_threshold = float(routing.get("approve_threshold", self.decision_threshold))
+        self.reject_threshold = float(routing.get("reject_threshold", self.decision_threshold))
+        self.sklearn_version_mismatch = sklearn_version_mismatch
+        self.pipeline = artifact["pipeline"]
+        self.category_head = artifact.get("category_head")
+        try:
+            self._fast = FastScorer(self.pipeline, self.category_head)
+        except (UnsupportedPipeline, AttributeError, KeyError) as exc:
+            raise ModelError(f"model at {path} has an unsupported pipeline: {exc}") from exc
+
+    def _category(self, offensive: bool, hits) -> str | None:
+        if not offensive or not self._fast.category_labels:
+            return None
+        cat_logits = self._fast.category_logits(hits)
+        best = max(range(len(cat_logits)), key=cat_logits.__getitem__)
+        return self._fast.category_labels[best]
+
+    def score(self, text: str, *, explain: bool = True) -> Score:
+        """Score one comment on the fast path, optionally with highlighted spans."""
+        if not explain:
+            toxicity, hits = self._fast.classify(text)
+            offensive = toxicity >= self.decision_threshold
+            return Score(toxicity, offensive, self._category(offensive, hits), ())
+        toxicity, hits, spans = self._fast.explain(text)
+        offensive = toxicity >= self.decision_threshold
+        return Score(toxicity, offensive, self._category(offensive, hits),
+                     _highlights(text, spans))
+
+    def score_many(self, texts: list[str], *, explain: bool = True) -> list[Score]:
+        """Score several comments (same results as calling `score` on each)."""
+        return [self.score(text, explain=explain) for text in texts]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Return offensive-class probabilities from the sklearn pipeline (batch path)."""
+        return self.pipeline.predict_proba(list(texts))[:, 1]
+
+
+def _highlights(text: str, spans: list[tuple[int, int, float]]) -> tuple[Highlight, ...]:
+    merged: dict[tuple[int, int], float] = {}
+    for start, end, weight in spans:
+        merged[(start, end)] = merged.get((start, end), 0.0) + weight
+    strong = [(span, w) for span, w in merged.items() if w >= MIN_HIGHLIGHT_WEIGHT]
+    strong.sort(key=lambda item: -item[1])
+    chosen = sorted(strong[:MAX_HIGHLIGHTS])
+    return tuple(Highlight(s, e, text[s:e], round(w, 4)) for (s, e), w in chosen)
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    """Return the parsed metadata.json of a model folder, or raise ModelError."""
+    meta_path = model_dir / "metadata.json"
+    if not model_dir.is_dir():
+        raise ModelError(f"model folder not found: {model_dir}")
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"metadata.json missing in model folder: {meta_path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"metadata unreadable: {meta_path}: {exc}") from exc
+    for key in ("version", "artifact", "decision_threshold"):
+        if key not in metadata:
+            raise ModelError(f"metadata lacks {key!r}: {meta_path}")
+    return metadata
+
+
+def load_model(model_dir: str | Path) -> LoadedModel:
+    """Load a model folder, refusing an artifact whose SHA-256 differs from the recorded one."""
+    model_dir = Path(model_dir)
+    metadata = read_metadata(model_dir)
+    artifact_meta = metadata["artifact"]
+    name = str(artifact_meta.get("file", ""))
+    if not name or Path(name).name != name:
+        raise ModelError(f"metadata names an invalid artifact file {name!r}: {model_dir}")
+    artifact_path = model_dir / name
+    if not artifact_path.is_file():
+        raise ModelError(f"model artifact missing: {artifact_path}")
+    actual = file_sha256(artifact_path)
+    if actual != artifact_meta.get("sha256"):
+        raise ModelError(
+            f"SHA-256 mismatch for {artifact_path}: metadata records "
+            f"{artifact_meta.get('sha256')}, file has {actual}; refusing to load"
+        )
+    recorded = metadata.get("sklearn_version")
+    mismatch = None
+    if recorded != sklearn.__version__:
+        mismatch = (f"model was trained with scikit-learn {recorded}, "
+                    f"running {sklearn.__version__}; predictions may differ")
+    try:
+        with warnings.catch_warnings():
+            # A version change is reported through `sklearn_version_mismatch` instead.
+            warnings.simplefilter("ignore", InconsistentVersionWarning)
+            artifact = joblib.load(artifact_path)
+    except Exception as exc:  # joblib/pickle raise many types for a broken file
+        raise ModelError(f"model artifact won't load: {artifact_path}: {exc}") from exc
+    if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"model artifact has an unknown layout: {artifact_path}")
+    return LoadedModel(model_dir, metadata, artifact, mismatch)

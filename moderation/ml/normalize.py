@@ -1,0 +1,178 @@
+"""German-aware, evasion-resistant text normalisation with optional offset tracking.
+
+`normalize(text)` is what the classifier's features see. `normalize_with_offsets(text)`
+returns the same string plus, for every normalised character, the span of the original
+text it came from, so that highlights computed on normalised text point into the
+original comment.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from functools import lru_cache
+
+URL_TOKEN = "xurl"
+USER_TOKEN = "xuser"
+EMOJI_TOKEN = "xemoji"
+
+# Emoji that carry a clear signal get their own word; every other pictograph becomes EMOJI_TOKEN.
+_EMOJI_WORDS = {
+    "😂": "xlachen", "🤣": "xlachen", "😆": "xlachen", "😅": "xlachen", "😁": "xgrinsen",
+    "😀": "xgrinsen", "😃": "xgrinsen", "😄": "xgrinsen", "😊": "xlaecheln", "🙂": "xlaecheln",
+    "☺": "xlaecheln", "😉": "xzwinkern", "😘": "xkuss", "❤": "xherz", "😍": "xherz",
+    "👍": "xdaumenhoch", "👎": "xdaumenrunter", "👏": "xklatschen", "🙏": "xbitte",
+    "😡": "xwut", "😠": "xwut", "🤬": "xfluchen", "🖕": "xmittelfinger", "💩": "xkacke",
+    "🤮": "xkotzen", "🤢": "xkotzen", "🤡": "xclown", "🐷": "xschwein", "🐖": "xschwein",
+    "🙄": "xaugenrollen", "🤦": "xfacepalm", "😱": "xschock", "😳": "xschock", "🤔": "xdenken",
+    "😢": "xtraurig", "😭": "xtraurig", "🤯": "xschock", "🔥": "xfeuer", "💪": "xstark",
+    "🤪": "xverrueckt", "🥴": "xverrueckt", "🐒": "xaffe", "🐵": "xaffe", "🦍": "xaffe",
+    "🐀": "xratte", "🐍": "xschlange", "🤥": "xluege", "💀": "xtot", "🔫": "xwaffe",
+    "🪓": "xwaffe", "🔪": "xwaffe", "☠": "xtot", "🖤": "xherz", "💙": "xherz", "💚": "xherz",
+}
+_EMOJI_RE = re.compile(
+    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff]"
+)
+# Invisible joiners, variation selectors and skin tones only decorate the emoji before them.
+_INVISIBLE_RE = re.compile("[\u200b-\u200d\u2060\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]+")
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+                       "@": "a", "$": "s"})
+_GERMAN_FOLD = {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss"}
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    """Fold one non-ASCII character: German letters to ae/oe/ue/ss, accents stripped."""
+    if char in _GERMAN_FOLD:
+        return _GERMAN_FOLD[char]
+    decomposed = unicodedata.normalize("NFKD", char)
+    if decomposed[:1] in "aou" and "\u0308" in decomposed:
+        return decomposed[0] + "e"
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    if not stripped:
+        return char if not unicodedata.combining(char) else ""
+    return stripped.lower()
+
+
+def _fold_match(match: re.Match) -> str:
+    return _fold_char(match.group())
+
+
+def _emoji_match(match: re.Match) -> str:
+    return " " + _EMOJI_WORDS.get(match.group(), EMOJI_TOKEN) + " "
+
+
+def _join_letters(match: re.Match) -> str:
+    return match.group()[::2]
+
+
+def _leet_match(match: re.Match) -> str:
+    word = match.group()
+    # Only words that already contain letters and whose digits are all leet digits:
+    # "1d10t" -> "idiot", while "2018", "g20" and "co2" stay as they are.
+    if not any(c.isalpha() for c in word) or any(c.isdigit() and c not in "013457" for c in word):
+        return word
+    return word.translate(_LEET)
+
+
+def _repeat_match(match: re.Match) -> str:
+    text = match.group()
+    if text[0].isdigit():
+        return text
+    return text[0] if text[0].isalpha() else text[:3]
+
+
+_Step = tuple[re.Pattern, "str | Callable[[re.Match], str]"]
+
+# Applied in order. Each step is a regex and a replacement; lowercasing runs between
+# _PRE_STEPS and _POST_STEPS.
+_PRE_STEPS: list[_Step] = [
+    (re.compile(r"\|LBR\|"), " "),
+    (re.compile(r"(?i)\b(?:https?://|www\.)\S+"), f" {URL_TOKEN} "),
+    (re.compile(r"(?<![\w@])@\w+"), f" {USER_TOKEN} "),
+    (_INVISIBLE_RE, ""),
+    (_EMOJI_RE, _emoji_match),
+]
+_POST_STEPS: list[_Step] = [
+    (re.compile("([aou])\u0308"), r"\1e"),
+    (re.compile(r"[^\x00-\x7f]"), _fold_match),
+    (re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
+    # Single letters split by one repeated separator: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
+    (re.compile(r"(?<![\w@$])[\w@$](?:([ .\-_+])[\w@$])(?:\1[\w@$]){1,}(?![\w@$])"),
+     _join_letters),
+    (re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
+    (re.compile(r"(\S)\1{2,}"), _repeat_match),
+    (re.compile(r"(?<!\w)#(?=\w)"), ""),
+    (re.compile(r"\s{2,}|[^\S ]"), " "),
+]
+
+
+def _lower(text: str) -> str:
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    # A few characters lowercase to two ("İ"); keep one character per input character.
+    return "".join(c.lower()[:1] for c in text)
+
+
+def normalize(text: str) -> str:
+    """Return the normalised form of `text` that the classifier's features are built on."""
+    for pattern, repl in _PRE_STEPS:
+        text = pattern.sub(repl, text)
+    text = _lower(text)
+    for pattern, repl in _POST_STEPS:
+        text = pattern.sub(repl, text)
+    return text.strip()
+
+
+def _sub_tracked(pattern: re.Pattern, repl, text: str, starts: list[int], ends: list[int]):
+    """Apply one substitution while carrying each character's original span along."""
+    pieces: list[str] = []
+    new_starts: list[int] = []
+    new_ends: list[int] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        begin, end = match.span()
+        replacement = repl(match) if callable(repl) else match.expand(repl)
+        pieces.append(text[pos:begin])
+        new_starts.extend(starts[pos:begin])
+        new_ends.extend(ends[pos:begin])
+        pieces.append(replacement)
+        if len(replacement) == end - begin:
+            new_starts.extend(starts[begin:end])
+            new_ends.extend(ends[begin:end])
+        elif end > begin:
+            new_starts.extend([starts[begin]] * len(replacement))
+            new_ends.extend([ends[end - 1]] * len(replacement))
+        else:
+            anchor = starts[begin] if begin < len(starts) else (ends[-1] if ends else 0)
+            new_starts.extend([anchor] * len(replacement))
+            new_ends.extend([anchor] * len(replacement))
+        pos = end
+    if not pieces:
+        return text, starts, ends
+    pieces.append(text[pos:])
+    new_starts.extend(starts[pos:])
+    new_ends.extend(ends[pos:])
+    return "".join(pieces), new_starts, new_ends
+
+
+def normalize_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
+    """Return `normalize(text)` and, per normalised character, its original start and end."""
+    starts = list(range(len(text)))
+    ends = list(range(1, len(text) + 1))
+    for pattern, repl in _PRE_STEPS:
+        text, starts, ends = _sub_tracked(pattern, repl, text, starts, ends)
+    lowered = _lower(text)
+    for pattern, repl in _POST_STEPS:
+        lowered, starts, ends = _sub_tracked(pattern, repl, lowered, starts, ends)
+    stripped = lowered.strip()
+    left = len(lowered) - len(lowered.lstrip())
+    return stripped, starts[left:left + len(stripped)], ends[left:left + len(stripped)]
+
+
+def original_span(starts: list[int], ends: list[int], begin: int, end: int) -> tuple[int, int]:
+    """Map the normalised span [begin, end) back to a span of the original text."""
+    return min(starts[begin:end]), max(ends[begin:end])

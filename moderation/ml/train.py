@@ -1,0 +1,175 @@
+"""Fit the pipeline, validate it with grouped cross-validation and write a model folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold
+
+from moderation.ml.metrics import (
+    best_macro_f1_threshold,
+    classification_metrics,
+    routing_thresholds,
+)
+from moderation.ml.model import ARTIFACT_FORMAT, file_sha256
+from moderation.ml.pipeline import (
+    DEFAULT_PARAMS,
+    build_category_head,
+    build_pipeline,
+    strip_for_storage,
+)
+
+ARTIFACT_NAME = "model.joblib"
+N_SPLITS = 5
+SMALL_DATA_ROWS = 1000
+FALLBACK_THRESHOLDS = {"decision": 0.5, "approve": 0.25, "reject": 0.75}
+
+
+def resolve_params(n_rows: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the hyper-parameters to use, relaxing document-frequency cuts on tiny data."""
+    resolved = {**DEFAULT_PARAMS, **(params or {})}
+    if n_rows < SMALL_DATA_ROWS:
+        resolved.update(min_df=1, max_df=1.0)
+    return resolved
+
+
+def _fit_fold(pipeline, texts, labels, train_idx, test_idx):
+    model = clone(pipeline).fit([texts[i] for i in train_idx], labels[train_idx])
+    return test_idx, model.predict_proba([texts[i] for i in test_idx])[:, 1]
+
+
+def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict[str, Any],
+                       *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2):
+    """Return (out-of-fold probabilities, folds used) from stratified grouped K-fold CV."""
+    labels = np.asarray(labels, dtype=int)
+    folds = min(n_splits, len(set(groups)), int(np.bincount(labels, minlength=2).min()))
+    if folds < 2:
+        return None, folds
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    pipeline = build_pipeline(params, seed=seed)
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fit_fold)(pipeline, texts, labels, train_idx, test_idx)
+        for train_idx, test_idx in splitter.split(texts, labels, groups)
+    )
+    oof = np.full(len(texts), np.nan)
+    for test_idx, proba in results:
+        oof[test_idx] = proba
+    return oof, folds
+
+
+def _check_inputs(texts, labels, categories, groups) -> None:
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    for name, values in (("categories", categories), ("groups", groups)):
+        if values is not None and len(values) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(values)} {name}")
+    if set(labels) != {0, 1}:
+        raise ValueError("labels must be 0 and 1, and both must occur")
+
+
+def _fit_category_head(pipeline, texts, labels, categories, seed):
+    rows = [i for i, (y, c) in enumerate(zip(labels, categories)) if y == 1 and c is not None]
+    counts = Counter(categories[i] for i in rows)
+    if len(counts) < 2:
+        return None, dict(counts)
+    features = pipeline[:-1].transform([texts[i] for i in rows])
+    head = build_category_head(seed=seed).fit(features, [categories[i] for i in rows])
+    return head, dict(counts)
+
+
+def train_and_save(
+    texts: list[str],
+    labels: list[int],
+    out_dir: str | Path,
+    *,
+    categories: list[str | None] | None = None,
+    groups: list[str] | None = None,
+    seed: int = 0,
+    sources: list[dict] | None = None,
+    progress: Callable[[str], None] | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict:
+    """Fit on all rows, validate by grouped CV, choose thresholds, write the model folder."""
+    say = progress or (lambda message: None)
+    labels = [int(y) for y in labels]
+    _check_inputs(texts, labels, categories, groups)
+    texts = list(texts)
+    groups = list(groups) if groups is not None else [f"row{i}" for i in range(len(texts))]
+    categories = list(categories) if categories is not None else [None] * len(texts)
+    resolved = resolve_params(len(texts), params)
+    y = np.asarray(labels)
+    started = time.perf_counter()
+
+    say(f"cross-validating on {len(texts)} rows in {len(set(groups))} groups")
+    oof, folds = out_of_fold_scores(texts, y, groups, resolved, seed=seed)
+    if oof is None:
+        say(f"too little data for cross-validation ({folds} fold possible); using default thresholds")
+        decision = FALLBACK_THRESHOLDS["decision"]
+        routing = {"approve_threshold": FALLBACK_THRESHOLDS["approve"],
+                   "reject_threshold": FALLBACK_THRESHOLDS["reject"], "source": "default"}
+        validation: dict[str, Any] = {"skipped": "too little data for cross-validation"}
+    else:
+        decision = best_macro_f1_threshold(y, oof)
+        routing = {**routing_thresholds(y, oof, decision), "source": "out-of-fold"}
+        validation = {
+            "method": f"stratified grouped {folds}-fold cross-validation, seed {seed}",
+            "folds": folds,
+            "at_decision_threshold": classification_metrics(y, oof, decision),
+            "at_0.5": classification_metrics(y, oof, 0.5),
+        }
+        say(f"cross-validated macro-F1 {validation['at_decision_threshold']['macro_f1']:.4f} "
+            f"at threshold {decision:.3f} ({time.perf_counter() - started:.0f}s)")
+
+    say("fitting the final model on all rows")
+    pipeline = build_pipeline(resolved, seed=seed).fit(texts, y)
+    head, category_counts = _fit_category_head(pipeline, texts, labels, categories, seed)
+    strip_for_storage(pipeline)
+    artifact = {"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": head}
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (ARTIFACT_NAME + ".tmp")
+    joblib.dump(artifact, tmp, compress=3)
+    os.replace(tmp, out / ARTIFACT_NAME)
+    sha = file_sha256(out / ARTIFACT_NAME)
+    now = datetime.now(UTC)
+    n_features = [len(v.vocabulary_) for _, v in pipeline.named_steps["features"].transformer_list]
+    metadata = {
+        "version": f"{now:%Y.%m.%d}-{sha[:7]}",
+        "created_at": now.isoformat(timespec="seconds"),
+        "python_version": platform.python_version(),
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "artifact": {"file": ARTIFACT_NAME, "sha256": sha,
+                     "bytes": (out / ARTIFACT_NAME).stat().st_size, "format": ARTIFACT_FORMAT},
+        "training_data": sources or [],
+        "rows": len(texts),
+        "offensive_rows": int(y.sum()),
+        "seed": seed,
+        "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
+        "n_features": n_features,
+        "validation": validation,
+        "decision_threshold": decision,
+        "routing": routing,
+        "categories": {"labels": [str(c) for c in head.classes_] if head is not None else [],
+                       "training_rows": category_counts},
+        "training_seconds": round(time.perf_counter() - started, 1),
+    }
+    tmp = out / "metadata.json.tmp"
+    tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "metadata.json")
+    say(f"wrote {out} (version {metadata['version']}, {metadata['artifact']['bytes']} bytes)")
+    return metadata

@@ -1,0 +1,89 @@
+"""Tables: articles, comments, the moderation audit trail and API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from moderation.db import Base, UTCDateTime, utcnow
+
+APPROVED, PENDING, REJECTED = "approved", "pending", "rejected"
+STATUSES = (APPROVED, PENDING, REJECTED)
+ROLES = ("backend", "moderator", "admin")
+
+
+class Article(Base):
+    """A news article whose Kommentare section we moderate, known by the site's own id."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    comments_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    premoderation: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Comment(Base):
+    """A reader comment with the decision taken on it."""
+
+    __tablename__ = "comments"
+    __table_args__ = (
+        # Public listing and queue walk this index in id order for one article and status.
+        Index("ix_comments_article_status_id", "article_id", "status", "id"),
+        Index("ix_comments_status_id", "status", "id"),
+        Index("ix_comments_author_id", "author_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id"))
+    author_id: Mapped[str] = mapped_column(String(200))
+    author_name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    toxicity: Mapped[float] = mapped_column(Float)
+    category: Mapped[str | None] = mapped_column(String(32))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    article: Mapped[Article] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def article_external_id(self) -> str:
+        return self.article.external_id
+
+
+class ModerationAction(Base):
+    """One status change of a comment; `moderator` is None when the system decided."""
+
+    __tablename__ = "moderation_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), index=True)
+    moderator: Mapped[str | None] = mapped_column(String(200))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class ApiKey(Base):
+    """A bearer token for one client; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,140 @@
+"""Comment intake, routing and the public listing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from moderation.db import begin_write
+from moderation.errors import InvalidInput, NotFound
+from moderation.ml import LoadedModel
+from moderation.models import APPROVED, Article, Comment, ModerationAction
+from moderation.services.routing import Thresholds, route
+
+
+@dataclass(frozen=True)
+class NewComment:
+    """A validated submission from the site's backend."""
+
+    author_id: str
+    author_name: str
+    text: str
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    comments: list[Comment]
+    next_cursor: str | None
+    total: int
+
+
+def find_article(session: Session, external_id: str) -> Article | None:
+    """Return the article with the site's id, or None."""
+    return session.scalar(select(Article).where(Article.external_id == external_id))
+
+
+def get_or_create_article(session: Session, external_id: str) -> Article:
+    """Return the article, creating it on first use (safe against a concurrent first use)."""
+    article = find_article(session, external_id)
+    if article is not None:
+        return article
+    try:
+        with session.begin_nested():
+            article = Article(external_id=external_id)
+            session.add(article)
+    except IntegrityError:
+        article = find_article(session, external_id)
+        if article is None:
+            raise
+    return article
+
+
+def get_comment(session: Session, comment_id: int) -> Comment:
+    """Return the comment or raise NotFound."""
+    comment = session.get(Comment, comment_id)
+    if comment is None:
+        raise NotFound(f"comment {comment_id} does not exist")
+    return comment
+
+
+def submit_comment(
+    session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment
+) -> Comment:
+    """Score, route and store one comment with its audit row; commit and return it."""
+    score = model.score(new.text, explain=False)
+    begin_write(session)
+    article = get_or_create_article(session, article_id)
+    if new.parent_id is not None:
+        parent = session.get(Comment, new.parent_id)
+        if parent is None or parent.article_id != article.id:
+            raise InvalidInput(
+                "parent_id must name a comment of the same article",
+                fields={"parent_id": [f"No comment {new.parent_id} under article {article_id!r}."]},
+            )
+    routing = route(score.toxicity, thresholds)
+    comment = Comment(
+        article=article,
+        parent_id=new.parent_id,
+        author_id=new.author_id,
+        author_name=new.author_name,
+        text=new.text,
+        status=routing.status,
+        toxicity=score.toxicity,
+        category=score.category,
+        reasons=list(routing.reasons),
+        model_version=model.version,
+    )
+    session.add(comment)
+    session.flush()
+    session.add(
+        ModerationAction(
+            comment_id=comment.id, moderator=None, from_status=None,
+            to_status=comment.status, reasons=list(routing.reasons),
+        )
+    )
+    session.commit()
+    return comment
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"c1:{last_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, last_id = raw.split(":")
+        if version != "c1":
+            raise ValueError(version)
+        return int(last_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this service handed out", fields={"cursor": ["Invalid cursor."]}) from None
+
+
+def list_published(
+    session: Session, article_id: str, *, limit: int, cursor: str | None, oldest_first: bool
+) -> Page:
+    """Return a page of an article's approved comments, newest first unless `oldest_first`."""
+    after = _decode_cursor(cursor) if cursor else None
+    article = find_article(session, article_id)
+    if article is None:
+        return Page([], None, 0)
+    query = select(Comment).where(Comment.article_id == article.id, Comment.status == APPROVED)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if oldest_first:
+        query = query.order_by(Comment.id.asc())
+        if after is not None:
+            query = query.where(Comment.id > after)
+    else:
+        query = query.order_by(Comment.id.desc())
+        if after is not None:
+            query = query.where(Comment.id < after)
+    rows = list(session.scalars(query.limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return Page(rows[:limit], next_cursor, total)

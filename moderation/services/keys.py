@@ -1,0 +1,62 @@
+"""API keys: create, list, revoke, authenticate. Only a SHA-256 of each token is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from moderation.db import utcnow
+from moderation.errors import InvalidInput, NotFound
+from moderation.models import ROLES, ApiKey
+
+TOKEN_PREFIX = "mk_"
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of a token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_key(session: Session, *, role: str, name: str) -> tuple[ApiKey, str]:
+    """Create a key and return it with its token, which is shown this once and never stored."""
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}", fields={"role": [f"Must be one of: {', '.join(ROLES)}."]})
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput("name must be 1 to 100 characters", fields={"name": ["Length must be 1..100."]})
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(name=name, role=role, token_hash=hash_token(token), prefix=token[:10])
+    session.add(key)
+    session.flush()
+    return key, token
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Return every key, oldest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, ident: str) -> ApiKey:
+    """Revoke the key with this id or name."""
+    condition = ApiKey.name == ident
+    if ident.isdigit():
+        condition = or_(condition, ApiKey.id == int(ident))
+    keys = list(session.scalars(select(ApiKey).where(condition, ApiKey.revoked_at.is_(None))))
+    if not keys:
+        raise NotFound(f"no active key with id or name {ident!r}")
+    if len(keys) > 1:
+        raise InvalidInput(f"{len(keys)} active keys are named {ident!r}; revoke by id")
+    keys[0].revoked_at = utcnow()
+    return keys[0]
+
+
+def authenticate(session: Session, token: str) -> ApiKey | None:
+    """Return the active key for a token, or None."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    return session.scalar(
+        select(ApiKey).where(ApiKey.token_hash == hash_token(token), ApiKey.revoked_at.is_(None))
+    )

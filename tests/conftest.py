@@ -1,0 +1,147 @@
+"""Shared fixtures: a tiny real model, an app on a fresh database (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select, text
+
+from moderation import create_app
+from moderation.db import Base, make_engine
+from moderation.extensions import db
+from moderation.ml import train_and_save
+from moderation.services.keys import create_key
+
+POSTGRES_URL = os.environ.get("MODERATION_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("MODERATION_TEST_REDIS_URL")
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = ROOT / "model"
+
+# A dozen German comments, written for these tests: enough to fit a small real pipeline.
+FRIENDLY = [
+    "Danke für den ausgewogenen Artikel, sehr informativ.",
+    "Ich sehe das ähnlich, gute Argumente auf beiden Seiten.",
+    "Interessante Recherche, das wusste ich noch nicht.",
+    "Wann wird die Brücke in unserer Stadt endlich saniert?",
+    "Schöner Bericht über das Stadtfest am Wochenende.",
+    "Die Grafik zur Inflation hat mir sehr geholfen.",
+    "Ich finde, die Gemeinde sollte mehr Radwege bauen.",
+]
+TOXIC = [
+    "Du bist ein dummer Idiot und solltest die Klappe halten.",
+    "Was für ein Vollidiot, halt einfach dein Maul.",
+    "Diese Politiker sind alles Verbrecher und Schweine.",
+    "Halt die Fresse, du Arschloch.",
+    "Der Autor ist ein hirnloser Schwachkopf.",
+    "Scheiß Artikel von einem dummen Idioten.",
+]
+TOXIC_CATEGORIES = ["insult", "insult", "abuse", "insult", "insult", "profanity"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real pipeline fitted on the dozen strings above, written as a model folder."""
+    out = tmp_path_factory.mktemp("tiny-model")
+    train_and_save(
+        FRIENDLY + TOXIC, [0] * len(FRIENDLY) + [1] * len(TOXIC), out,
+        categories=[None] * len(FRIENDLY) + TOXIC_CATEGORIES, seed=0,
+    )
+    return out
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        Base.metadata.create_all(conn)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> str:
+    """Create the schema once per run on the test PostgreSQL database."""
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests skipped: set MODERATION_TEST_POSTGRES_URL (`.ci/run` does)")
+    _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database with the schema: a SQLite file, or the truncated PostgreSQL test database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        return url
+    url = request.getfixturevalue("postgres_schema")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def app_config(database_url: str, tiny_model_dir: Path) -> dict:
+    return {
+        "DATABASE_URL": database_url,
+        "MODEL_DIR": str(tiny_model_dir),
+        "APPROVE_THRESHOLD": 0.35,
+        "REJECT_THRESHOLD": 0.65,
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def app(app_config: dict):
+    app = create_app(app_config)
+    yield app
+    app.extensions["moderation.db"][0].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app) -> dict[str, str]:
+    """One fresh token per role."""
+    with app.app_context():
+        made = {role: create_key(db.session, role=role, name=f"test-{role}")[1]
+                for role in ("backend", "moderator", "admin")}
+        db.session.commit()
+    return made
+
+
+@pytest.fixture
+def auth(tokens: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Authorization headers per role."""
+    return {role: {"Authorization": f"Bearer {token}"} for role, token in tokens.items()}
+
+
+@pytest.fixture
+def count_rows(app):
+    """Return a function counting the rows of every table, to prove a refusal changed nothing."""
+
+    def count() -> dict[str, int]:
+        with app.app_context():
+            return {t.name: db.session.scalar(select(func.count()).select_from(t))
+                    for t in Base.metadata.sorted_tables}
+
+    return count
+
+
+@pytest.fixture
+def cli_runner(database_url: str, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A CLI runner whose environment points at the test database."""
+    monkeypatch.setenv("MODERATION_DATABASE_URL", database_url)
+    monkeypatch.setenv("MODERATION_MODEL_DIR", str(tiny_model_dir))
+    return CliRunner()

@@ -1,0 +1,48 @@
+"""End to end: boot.sh (migrate, then gunicorn) with the shipped model, over real HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.conftest import SHIPPED_MODEL
+from tests.servers import ROOT, free_port, running, service_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_readme_walkthrough_against_real_gunicorn(tmp_path):
+    port = free_port()
+    env = service_env(PORT=str(port), MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'e2e.db'}",
+                      MODERATION_MODEL_DIR=str(SHIPPED_MODEL), WEB_CONCURRENCY="2",
+                      SERVER_LOG=str(tmp_path / "server.log"))
+    base = f"http://127.0.0.1:{port}"
+    with running(["./boot.sh"], env, f"{base}/readyz"):
+        created = subprocess.run(
+            [sys.executable, "-m", "moderation", "keys", "create", "--role", "backend", "--name", "website"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        )
+        headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+        friendly = requests.post(f"{base}/v1/articles/politik-123/comments", headers=headers, timeout=10, json={
+            "author_id": "leser-1", "author_name": "Anna",
+            "text": "Vielen Dank für den informativen Artikel, ich habe viel gelernt.",
+        })
+        insult = requests.post(f"{base}/v1/articles/politik-123/comments", headers=headers, timeout=10, json={
+            "author_id": "leser-2", "author_name": "Troll",
+            "text": "Du bist ein widerlicher, dummer Drecksack. Halt endlich dein Maul, du Idiot!",
+        })
+        assert friendly.status_code == insult.status_code == 201
+        assert friendly.json()["status"] == "approved"
+        assert insult.json()["status"] == "rejected"
+        assert "toxicity_high" in insult.json()["reasons"]
+        listing = requests.get(f"{base}/v1/articles/politik-123/comments", timeout=10).json()
+        assert [c["id"] for c in listing["comments"]] == [friendly.json()["id"]]
+        assert listing["total"] == 1
+        ready = requests.get(f"{base}/readyz", timeout=10).json()
+        assert ready["model_version"] == friendly.json()["model_version"]
+        bad = requests.post(f"{base}/v1/articles/politik-123/comments", timeout=10, data="{kaputt",
+                            headers={**headers, "Content-Type": "application/json"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed_json"

