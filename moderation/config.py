@@ -75,6 +75,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_TEXT_LENGTH", _positive_int, 5000, "Longest comment text in characters."),
     Setting("MAX_AUTHOR_NAME_LENGTH", _positive_int, 100, "Longest author display name in characters."),
     Setting("MAX_BODY_BYTES", _positive_int, 65536, "Largest request body; larger answers 413."),
+    Setting("REPORT_THRESHOLD", _positive_int, 3,
+            "Distinct reader reports that pull a published comment into the `reported` queue."),
+    Setting("CLAIM_MINUTES", _positive_int, 5, "How long a moderator's claim on queued comments lasts."),
     Setting("DB_POOL_SIZE", _positive_int, 5, "Connections each worker keeps open to PostgreSQL."),
     Setting("LOG_LEVEL", str, "INFO", "Python logging level."),
 )

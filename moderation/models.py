@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from moderation.db import Base, UTCDateTime, utcnow
@@ -12,6 +12,8 @@ from moderation.db import Base, UTCDateTime, utcnow
 APPROVED, PENDING, REJECTED = "approved", "pending", "rejected"
 STATUSES = (APPROVED, PENDING, REJECTED)
 ROLES = ("backend", "moderator", "admin")
+REPORT_REASONS = ("insult", "spam", "off_topic", "misinformation", "other")
+BANNED, SUSPECT = "banned", "suspect"
 
 
 class Article(Base):
@@ -35,6 +37,7 @@ class Comment(Base):
         Index("ix_comments_article_status_id", "article_id", "status", "id"),
         Index("ix_comments_status_id", "status", "id"),
         Index("ix_comments_author_id", "author_id"),
+        Index("ix_comments_queue", "status", "reported", "toxicity"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -52,6 +55,12 @@ class Comment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Reader reports: how many distinct readers reported it, and whether that pulled it into the queue.
+    report_count: Mapped[int] = mapped_column(Integer, default=0)
+    reported: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A moderator's claim, so two moderators never review the same comment.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     article: Mapped[Article] = relationship(lazy="joined", innerjoin=True)
 
@@ -73,6 +82,44 @@ class ModerationAction(Base):
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Report(Base):
+    """A reader's report of a published comment; one per reader and comment."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("comment_id", "reporter_id", name="uq_reports_comment_reporter"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"), index=True)
+    reporter_id: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuthorBan(Base):
+    """A banned author: new comments are rejected with `author_banned` until `until` (None: for good)."""
+
+    __tablename__ = "author_bans"
+
+    author_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    banned_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Term(Base):
+    """An entry of the word lists: `banned` terms reject, `suspect` terms hold for review."""
+
+    __tablename__ = "terms"
+    __table_args__ = (UniqueConstraint("kind", "term", name="uq_terms_kind_term"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    term: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ApiKey(Base):

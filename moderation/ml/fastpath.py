@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from itertools import chain, repeat
+from itertools import compress, repeat
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,25 +42,14 @@ def _check(condition: bool, message: str) -> None:
         raise UnsupportedPipeline(message)
 
 
-def _char_wb_grams(word: str, min_n: int, max_n: int) -> list[str]:
-    # Mirrors sklearn's _VectorizerMixin._char_wb_ngrams for one whitespace-free word.
-    w = " " + word + " "
-    size = len(w)
-    grams: list[str] = []
-    for n in range(min_n, max_n + 1):
-        if n >= size:
-            grams.append(w)
-            break
-        grams.extend([w[i:i + n] for i in range(size - n + 1)])
-    return grams
-
-
 class FastScorer:
     """Pure-Python equivalent of `pipeline.predict_proba` for one text, with attributions."""
 
     def __init__(self, pipeline: Pipeline, category_head=None):
         names = [name for name, _ in pipeline.steps]
         _check(names == ["normalize", "features", "nb", "clf"], f"unexpected steps {names}")
+        _check(getattr(pipeline.named_steps["normalize"], "full", True),
+               "the normalize step must apply the full normalisation")
         union = pipeline.named_steps["features"]
         nb = pipeline.named_steps["nb"]
         clf = pipeline.named_steps["clf"]
@@ -84,6 +73,8 @@ class FastScorer:
         offset = 0
         for name, vec in union.transformer_list:
             _check(vec.analyzer in ("word", "char_wb"), f"{name}: analyzer {vec.analyzer!r}")
+            _check(vec.analyzer == "word" or vec.ngram_range[0] <= 3,
+                   f"{name}: char n-grams must start at length 3 or less")
             _check(not vec.lowercase and vec.strip_accents is None, f"{name}: must not preprocess")
             _check(vec.preprocessor is None and vec.tokenizer is None, f"{name}: custom callables")
             _check(vec.stop_words is None and vec.norm == "l2", f"{name}: stop words or norm")
@@ -106,19 +97,17 @@ class FastScorer:
             offset += size
         _check(offset == coef.shape[0], "feature count does not match the classifier")
 
-    def _grams(self, block: _Block, text: str, words: list[str], word_starts: list[int]):
-        """Return the block's n-grams and, per n-gram occurrence, the whitespace words it touches."""
-        min_n, max_n = block.ngram_range
-        if block.analyzer == "char_wb":
-            per_word = [_char_wb_grams(w, min_n, max_n) for w in words]
-            return per_word
+    def _tokens(self, block: _Block, text: str, words: list[str]):
+        """Return the block's word tokens and, per token, the index of its whitespace word."""
         tokens = []
         owners = []
         word_index = 0
+        next_start = len(words[0]) + 1 if words else 0
         for match in block.token_re.finditer(text):
             start = match.start()
-            while word_index + 1 < len(word_starts) and word_starts[word_index + 1] <= start:
+            while start >= next_start and word_index + 1 < len(words):
                 word_index += 1
+                next_start += len(words[word_index]) + 1
             tokens.append(match.group())
             owners.append(word_index)
         return tokens, owners
@@ -131,47 +120,84 @@ class FastScorer:
             grams.extend([" ".join(tokens[i:i + n]) for i in range(count - n + 1)])
         return grams
 
+    def _char_grams(self, block: _Block, text: str) -> tuple[list[str], int]:
+        # Windows over " w1  w2  w3 " are exactly sklearn's padded per-word n-grams, plus a
+        # few that straddle two words; those contain "  " and are never in the vocabulary.
+        padded = " " + text.replace(" ", "  ") + " "
+        size = len(padded)
+        min_n, max_n = block.ngram_range
+        return [padded[i:i + n] for n in range(min_n, max_n + 1)
+                for i in range(size - n + 1)], size
+
+    def _char_owners(self, block: _Block, words: list[str], size: int) -> np.ndarray:
+        """Return, per char n-gram occurrence in `_char_grams` order, its word index."""
+        owner = np.repeat(np.arange(len(words)), [len(w) + 2 for w in words])
+        min_n, max_n = block.ngram_range
+        return np.concatenate([owner[:max(size - n + 1, 0)] for n in range(min_n, max_n + 1)])
+
+    @staticmethod
+    def _values(block: _Block, index: np.ndarray, tf: np.ndarray):
+        """Return the l2-normalised tf-idf values and their logit contributions."""
+        if block.sublinear:
+            tf = np.log(tf) + 1.0
+        values = tf * block.idf[index]
+        values /= math.sqrt(float(values @ values))
+        return values, values * block.weight[index]
+
+    def _explain_chars(self, block: _Block, text: str, words: list[str], contributions):
+        grams, size = self._char_grams(block, text)
+        occurrences = np.fromiter(map(block.vocabulary.get, grams, repeat(-1)), dtype=np.intp,
+                                  count=len(grams))
+        known = occurrences >= 0
+        if not known.any():
+            return None
+        index, inverse, tf = np.unique(occurrences[known], return_inverse=True,
+                                       return_counts=True)
+        values, weighted = self._values(block, index, tf.astype(np.float64))
+        per_word = np.bincount(self._char_owners(block, words, size)[known],
+                               weights=(weighted / tf)[inverse], minlength=len(words))
+        for i, value in enumerate(per_word.tolist()):
+            contributions[i] += value
+        return index, values, weighted
+
     def score_normalized(self, text: str, explain: bool = False):
         """Return (logit, hits, per-word contributions) for normalised text."""
         words = text.split(" ") if text else []
-        word_starts = []
-        pos = 0
-        for w in words:
-            word_starts.append(pos)
-            pos += len(w) + 1
         logit = self.intercept
         hits = []
         contributions = [0.0] * len(words) if explain else None
         for block in self.blocks:
+            if not words:
+                break
             if block.analyzer == "char_wb":
-                per_word = self._grams(block, text, words, word_starts)
-                counts = Counter(chain.from_iterable(per_word))
+                if explain:
+                    found = self._explain_chars(block, text, words, contributions)
+                    if found is not None:
+                        index, values, weighted = found
+                        logit += float(weighted.sum())
+                        hits.append((block, index, values))
+                    continue
+                counts = Counter(self._char_grams(block, text)[0])
             else:
-                tokens, owners = self._grams(block, text, words, word_starts)
+                tokens, owners = self._tokens(block, text, words)
                 counts = Counter(self._word_ngrams(block, tokens))
+                if not counts:
+                    continue
             grams = list(counts)
-            found = [(i, k) for k, i in enumerate(map(block.vocabulary.get, grams))
-                     if i is not None]
-            if not found:
+            index = np.fromiter(map(block.vocabulary.get, grams, repeat(-1)), dtype=np.intp,
+                                count=len(grams))
+            known = index >= 0
+            if not known.any():
                 continue
-            index = np.fromiter((i for i, _ in found), dtype=np.intp, count=len(found))
-            tf = np.fromiter((counts[grams[k]] for _, k in found), dtype=np.float64,
-                             count=len(found))
-            if block.sublinear:
-                tf = np.log(tf) + 1.0
-            values = tf * block.idf[index]
-            values /= math.sqrt(float(values @ values))
-            weighted = values * block.weight[index]
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(grams))[known]
+            index = index[known]
+            values, weighted = self._values(block, index, tf)
             logit += float(weighted.sum())
             hits.append((block, index, values))
-            if explain and words:
-                share = {grams[k]: c / counts[grams[k]]
-                         for (_, k), c in zip(found, weighted.tolist())}
-                if block.analyzer == "char_wb":
-                    for i, word_grams in enumerate(per_word):
-                        contributions[i] += sum(map(share.get, word_grams, repeat(0.0)))
-                else:
-                    self._attribute_words(block, tokens, owners, share, contributions)
+            if explain:
+                kept = compress(grams, known.tolist())
+                share = {g: c / counts[g] for g, c in zip(kept, weighted.tolist())}
+                self._attribute_words(block, tokens, owners, share, contributions)
         return logit, hits, contributions
 
     def category_logits(self, hits) -> list[float]:

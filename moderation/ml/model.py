@@ -108,7 +108,22 @@ def _highlights(text: str, spans: list[tuple[int, int, float]]) -> tuple[Highlig
     strong = [(span, w) for span, w in merged.items() if w >= MIN_HIGHLIGHT_WEIGHT]
     strong.sort(key=lambda item: -item[1])
     chosen = sorted(strong[:MAX_HIGHLIGHTS])
-    return tuple(Highlight(s, e, text[s:e], round(w, 4)) for (s, e), w in chosen)
+    return tuple(Highlight(*_trim(text, s, e), round(w, 4)) for (s, e), w in chosen)
+
+
+_EDGE_PUNCTUATION = set(".,;:!?\"'()[]{}<>«»„“”‚‘’…-–—/")
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int, str]:
+    """Drop punctuation hanging on the ends of a span ("Arschloch," -> "Arschloch")."""
+    begin, stop = start, end
+    while begin < stop and text[begin] in _EDGE_PUNCTUATION:
+        begin += 1
+    while stop > begin and text[stop - 1] in _EDGE_PUNCTUATION:
+        stop -= 1
+    if begin == stop:
+        begin, stop = start, end
+    return begin, stop, text[begin:stop]
 
 
 def read_metadata(model_dir: Path) -> dict[str, Any]:

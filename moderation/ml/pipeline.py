@@ -22,11 +22,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "nb_alpha": None,
     "C": 4.0,
     "class_weight": "balanced",
+    "normalize": True,
 }
 
 
 class TextNormalizer(TransformerMixin, BaseEstimator):
     """Map raw comments to their normalised form (see `moderation.ml.normalize`)."""
+
+    def __init__(self, full: bool = True):
+        self.full = full
 
     def fit(self, X, y=None):
         """Learn nothing; normalisation is rule-based."""
@@ -35,6 +39,8 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> list[str]:
         """Return the normalised texts."""
+        if not self.full:  # plain lowercasing, for baseline comparisons only
+            return [text.lower() for text in X]
         return [normalize(text) for text in X]
 
 
@@ -77,7 +83,7 @@ def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0) -> Pi
         max_iter=1000,
     )
     return Pipeline([
-        ("normalize", TextNormalizer()),
+        ("normalize", TextNormalizer(full=p["normalize"])),
         ("features", FeatureUnion([("word", word), ("char", char)])),
         ("nb", nb),
         ("clf", clf),

@@ -60,6 +60,8 @@ def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict
         return None, folds
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     pipeline = build_pipeline(params, seed=seed)
+    if len(texts) < SMALL_DATA_ROWS:
+        n_jobs = 1  # worker start-up would cost more than the fits
     results = Parallel(n_jobs=n_jobs)(
         delayed(_fit_fold)(pipeline, texts, labels, train_idx, test_idx)
         for train_idx, test_idx in splitter.split(texts, labels, groups)

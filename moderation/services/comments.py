@@ -11,10 +11,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moderation.db import begin_write
-from moderation.errors import InvalidInput, NotFound
+from moderation.errors import ArticleClosed, InvalidInput, NotFound
 from moderation.ml import LoadedModel
-from moderation.models import APPROVED, Article, Comment, ModerationAction
-from moderation.services.routing import Thresholds, route
+from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, ModerationAction
+from moderation.services.authors import active_ban
+from moderation.services.routing import Rules, Thresholds, route
+from moderation.services.wordlists import load_matcher
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def submit_comment(
     score = model.score(new.text, explain=False)
     begin_write(session)
     article = get_or_create_article(session, article_id)
+    if not article.comments_open:
+        raise ArticleClosed(f"comments on article {article_id!r} are closed")
     if new.parent_id is not None:
         parent = session.get(Comment, new.parent_id)
         if parent is None or parent.article_id != article.id:
@@ -77,7 +81,14 @@ def submit_comment(
                 "parent_id must name a comment of the same article",
                 fields={"parent_id": [f"No comment {new.parent_id} under article {article_id!r}."]},
             )
-    routing = route(score.toxicity, thresholds)
+    matcher = load_matcher(session)
+    rules = Rules(
+        author_banned=active_ban(session, new.author_id) is not None,
+        banned_terms=tuple(matcher.find(BANNED, new.text)),
+        suspect_terms=tuple(matcher.find(SUSPECT, new.text)),
+        premoderation=article.premoderation,
+    )
+    routing = route(score.toxicity, thresholds, rules)
     comment = Comment(
         article=article,
         parent_id=new.parent_id,

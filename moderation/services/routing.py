@@ -1,4 +1,4 @@
-"""Turn a toxicity score into a status and machine-readable reasons."""
+"""Decide a new comment's status from its score and the newsroom's rules, with reason codes."""
 
 from __future__ import annotations
 
@@ -21,10 +21,34 @@ class Routing:
     reasons: tuple[str, ...]
 
 
-def route(toxicity: float, thresholds: Thresholds) -> Routing:
-    """Route one scored comment by the thresholds."""
-    if toxicity >= thresholds.reject:
-        return Routing(REJECTED, ("toxicity_high",))
-    if toxicity >= thresholds.approve:
-        return Routing(PENDING, ("toxicity_uncertain",))
+@dataclass(frozen=True)
+class Rules:
+    """What besides the score applies to one comment."""
+
+    author_banned: bool = False
+    banned_terms: tuple[str, ...] = ()
+    suspect_terms: tuple[str, ...] = ()
+    premoderation: bool = False
+
+
+def route(toxicity: float, thresholds: Thresholds, rules: Rules = Rules()) -> Routing:  # noqa: B008
+    """Route one scored comment: any reject reason rejects, else any hold reason holds, else publish."""
+    reject = [
+        code for code, applies in (
+            ("author_banned", rules.author_banned),
+            ("banned_term", bool(rules.banned_terms)),
+            ("toxicity_high", toxicity >= thresholds.reject),
+        ) if applies
+    ]
+    if reject:
+        return Routing(REJECTED, tuple(reject))
+    hold = [
+        code for code, applies in (
+            ("premoderation", rules.premoderation),
+            ("suspect_term", bool(rules.suspect_terms)),
+            ("toxicity_uncertain", toxicity >= thresholds.approve),
+        ) if applies
+    ]
+    if hold:
+        return Routing(PENDING, tuple(hold))
     return Routing(APPROVED, ())

@@ -1,0 +1,24 @@
+"""Articles: the desk's settings for one article's Kommentare section."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from moderation.db import begin_write
+from moderation.models import Article
+from moderation.services.comments import find_article, get_or_create_article
+
+
+def get_settings(session: Session, article_id: str) -> Article:
+    """Return the article, or an unsaved one with the defaults if it has never been seen."""
+    return find_article(session, article_id) or Article(external_id=article_id, comments_open=True,
+                                                        premoderation=False)
+
+
+def update_settings(session: Session, article_id: str, *, comments_open: bool, premoderation: bool) -> Article:
+    """Open or close an article's comments and switch pre-moderation; creates the article if needed."""
+    begin_write(session)
+    article = get_or_create_article(session, article_id)
+    article.comments_open, article.premoderation = comments_open, premoderation
+    session.commit()
+    return article

@@ -1,0 +1,53 @@
+"""Reader reports: enough distinct reports pull a published comment into the `reported` queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from moderation.db import begin_write
+from moderation.errors import Conflict
+from moderation.models import APPROVED, PENDING, Comment, ModerationAction, Report
+from moderation.services.comments import get_comment
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    report: Report
+    comment: Comment
+    duplicate: bool
+
+
+def report_comment(
+    session: Session, comment_id: int, *, reporter_id: str, reason: str, note: str | None, threshold: int
+) -> ReportResult:
+    """Record a reader's report (once per reader) and pull the comment at `threshold` distinct reports.
+
+    A comment a moderator approved after reading it stays published: its reports are kept for the record.
+    """
+    begin_write(session)
+    comment = get_comment(session, comment_id)
+    existing = session.scalar(select(Report).where(Report.comment_id == comment_id, Report.reporter_id == reporter_id))
+    if existing is not None:
+        return ReportResult(existing, comment, duplicate=True)
+    if comment.status != APPROVED and not comment.reported:
+        raise Conflict(f"comment {comment_id} is not published ({comment.status}); only published comments "
+                       "can be reported")
+    report = Report(comment_id=comment_id, reporter_id=reporter_id, reason=reason, note=note)
+    try:
+        with session.begin_nested():
+            session.add(report)
+    except IntegrityError:  # the same reader, concurrently
+        existing = session.scalar(select(Report).where(Report.comment_id == comment_id,
+                                                       Report.reporter_id == reporter_id))
+        return ReportResult(existing, comment, duplicate=True)
+    comment.report_count = session.scalar(select(func.count()).where(Report.comment_id == comment_id))
+    if comment.status == APPROVED and comment.decided_by is None and comment.report_count >= threshold:
+        comment.status, comment.reported = PENDING, True
+        session.add(ModerationAction(comment_id=comment.id, moderator=None, from_status=APPROVED,
+                                     to_status=PENDING, reasons=["reported"]))
+    session.commit()
+    return ReportResult(report, comment, duplicate=False)

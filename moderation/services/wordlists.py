@@ -1,0 +1,101 @@
+"""Word lists: banned terms reject, suspect terms hold; matched on the classifier's normalised text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from moderation.errors import InvalidInput
+from moderation.ml import normalize
+from moderation.models import BANNED, SUSPECT, Term
+
+MAX_TERMS = 5000
+_WORD = "a-z0-9äöüß"
+
+
+def _term_pattern(term: str) -> str:
+    """Regex for one term: normalised like the text, `*` in the term as a wildcard, whole words."""
+    parts = [re.escape(normalize(part)) for part in term.split("*")]
+    body = f"[{_WORD}]*".join(parts)
+    return f"(?<![{_WORD}]){body}(?![{_WORD}])"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Compiled word lists; `find` returns the terms of one kind a text contains."""
+
+    terms: dict[str, tuple[str, ...]]
+    patterns: dict[str, list[tuple[str, re.Pattern[str]]]]
+
+    @classmethod
+    def build(cls, terms: dict[str, list[str]]) -> Matcher:
+        return cls(
+            terms={kind: tuple(values) for kind, values in terms.items()},
+            patterns={kind: [(t, re.compile(_term_pattern(t))) for t in values] for kind, values in terms.items()},
+        )
+
+    def find(self, kind: str, text: str) -> list[str]:
+        """Return the terms of `kind` found in `text`, evasions included."""
+        if not self.patterns.get(kind):
+            return []
+        folded = normalize(text)
+        found = [term for term, pattern in self.patterns[kind] if pattern.search(folded)]
+        # A masked word in the text ("A****loch" -> "a*loch") matches a term its visible letters fit.
+        for token in re.findall(rf"[{_WORD}]*\*[{_WORD}*]*", folded):
+            masked = re.compile(".*".join(re.escape(p) for p in token.split("*")))
+            for term, _ in self.patterns[kind]:
+                plain = normalize(term.replace("*", ""))
+                if term not in found and len(plain) >= 4 and masked.fullmatch(plain):
+                    found.append(term)
+        return found
+
+
+def clean_terms(raw: list[str], field: str) -> list[str]:
+    """Validate and deduplicate one list of terms, keeping the moderators' spelling."""
+    terms: list[str] = []
+    errors: list[str] = []
+    for index, term in enumerate(raw):
+        term = " ".join(term.split())
+        if not term or not normalize(term.replace("*", "")).strip():
+            errors.append(f"Entry {index} is empty after normalisation.")
+        elif len(term) > 200:
+            errors.append(f"Entry {index} is longer than 200 characters.")
+        elif term.lower() not in {t.lower() for t in terms}:
+            terms.append(term)
+    if len(terms) > MAX_TERMS:
+        errors.append(f"At most {MAX_TERMS} terms.")
+    if errors:
+        raise InvalidInput(f"{field} has invalid entries", fields={field: errors})
+    return terms
+
+
+def get_wordlists(session: Session) -> dict[str, list[str]]:
+    """Return both lists, alphabetically."""
+    lists: dict[str, list[str]] = {BANNED: [], SUSPECT: []}
+    for kind, term in session.execute(select(Term.kind, Term.term).order_by(Term.kind, Term.term)):
+        lists[kind].append(term)
+    return lists
+
+
+def replace_wordlists(session: Session, banned: list[str], suspect: list[str]) -> dict[str, list[str]]:
+    """Replace both lists in one transaction."""
+    banned, suspect = clean_terms(banned, BANNED), clean_terms(suspect, SUSPECT)
+    session.execute(delete(Term))
+    session.add_all([Term(kind=BANNED, term=t) for t in banned] + [Term(kind=SUSPECT, term=t) for t in suspect])
+    session.flush()
+    return get_wordlists(session)
+
+
+@lru_cache(maxsize=4)
+def _compiled(banned: tuple[str, ...], suspect: tuple[str, ...]) -> Matcher:
+    return Matcher.build({BANNED: list(banned), SUSPECT: list(suspect)})
+
+
+def load_matcher(session: Session) -> Matcher:
+    """Return the matcher for the current lists (compiled once per distinct lists)."""
+    lists = get_wordlists(session)
+    return _compiled(tuple(lists[BANNED]), tuple(lists[SUSPECT]))

@@ -1,0 +1,127 @@
+"""Readers for GermEval 2018 TSV, GermEval 2021 CSV, generic CSV and JSON lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from moderation.ml.data import DataError, detect_format, read_dataset, read_datasets
+
+
+def _write(path, text: str, newline: str = "\n"):
+    path.write_bytes(text.replace("\n", newline).encode("utf-8"))
+    return path
+
+
+def test_germeval2018_tsv(tmp_path):
+    path = _write(tmp_path / "ge18.txt", (
+        "@Anna_B Du bist so ein Depp|LBR|echt jetzt\tOFFENSE\tINSULT\n"
+        "@anna_b Schönen Tag noch\tOTHER\tOTHER\n"
+        "Kein Erwähnter hier, nur Mist\tOFFENSE\tPROFANITY\n"
+        "\n"
+        "@medienhaus @Anna_B Die sind alle Pack\tOFFENSE\tABUSE\n"
+    ))
+    data = read_dataset(path)
+    assert data.texts[0] == "@Anna_B Du bist so ein Depp|LBR|echt jetzt"
+    assert data.labels == [1, 0, 1, 1]
+    assert data.categories == ["insult", None, "profanity", "abuse"]
+    assert data.groups[0] == data.groups[1] == "ge18.txt:@anna_b"
+    assert data.groups[2] == "ge18.txt:row3"
+    assert data.groups[3] == "ge18.txt:@medienhaus"
+    assert data.sources[0]["rows"] == 4 and data.sources[0]["format"] == "germeval2018"
+    assert len(data.sources[0]["sha256"]) == 64
+
+
+def test_germeval2021_csv_with_crlf_and_quoted_newlines(tmp_path):
+    path = _write(tmp_path / "ge21.csv", (
+        "comment_id,comment_text,Sub1_Toxic,Sub2_Engaging,Sub3_FactClaiming\n"
+        '1,"Erste Zeile\nzweite Zeile, mit Komma",0,1,0\n'
+        '2,"@USER Du hast ""keine"" Ahnung",1,0,0\n'
+        "75,Ganz normal,0,0,1\n"
+    ), newline="\r\n")
+    data = read_dataset(path)
+    assert data.texts[0] == "Erste Zeile\r\nzweite Zeile, mit Komma"
+    assert data.texts[1] == '@USER Du hast "keine" Ahnung'
+    assert data.labels == [0, 1, 0]
+    assert data.categories == [None, None, None]
+    assert data.groups == ["ge21.csv:block0", "ge21.csv:block0", "ge21.csv:block1"]
+    assert data.sources[0]["format"] == "germeval2021"
+
+
+@pytest.mark.parametrize(("label", "expected"), [
+    ("1", 1), ("0", 0), ("true", 1), ("False", 0), ("offensive", 1), ("OK", 0),
+])
+def test_generic_csv_labels(tmp_path, label, expected):
+    path = _write(tmp_path / "mine.csv", f"text,label,category\nirgendein Text,{label},\n")
+    data = read_dataset(path)
+    assert data.labels == [expected]
+    assert data.sources[0]["format"] == "csv"
+
+
+def test_generic_csv_category_and_group(tmp_path):
+    path = _write(tmp_path / "mine.csv",
+                  "text,label,category,group\n\"Du Depp, echt\",1,Insult,t1\nNett,0,,t1\n")
+    data = read_dataset(path)
+    assert data.categories == ["insult", None]
+    assert data.groups == ["mine.csv:t1", "mine.csv:t1"]
+
+
+def test_jsonl(tmp_path):
+    path = _write(tmp_path / "rows.jsonl", (
+        '{"text": "Du Knalltüte", "label": true, "category": "insult"}\n'
+        "\n"
+        '{"text": "Gute Besserung!", "label": 0}\n'
+    ))
+    data = read_dataset(path)
+    assert data.texts == ["Du Knalltüte", "Gute Besserung!"]
+    assert data.labels == [1, 0]
+    assert data.categories == ["insult", None]
+
+
+@pytest.mark.parametrize(("name", "content", "where", "message"), [
+    ("bad.txt", "gut\tOTHER\tOTHER\nkaputt ohne Tabs\n", "bad.txt:2", "fields"),
+    ("bad.txt", "gut\tVIELLEICHT\tOTHER\n", "bad.txt:1", "coarse label"),
+    ("bad.txt", "gut\tOFFENSE\tGEMEIN\n", "bad.txt:1", "category"),
+    ("bad.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": \n', "bad.jsonl:2",
+     "invalid JSON"),
+    ("bad.jsonl", '{"text": "a"}\n', "bad.jsonl:1", "needs 'text' and 'label'"),
+    ("bad.jsonl", '{"text": "a", "label": "vielleicht"}\n', "bad.jsonl:1", "label"),
+    ("bad.csv", "text,label\na,1\nb,1,zu viel\n", "bad.csv:3", "columns"),
+    ("bad.csv", "text,note\na,1\n", "bad.csv:1", "header"),
+    ("bad21.csv", "comment_id,comment_text,Sub1_Toxic\nx,Hallo,0\n", "bad21.csv:2",
+     "comment_id"),
+    ("bad21.csv", "comment_id,comment_text,Sub1_Toxic\n1,Hallo,2\n", "bad21.csv:2", "Sub1_Toxic"),
+    ("empty.jsonl", "\n", "empty.jsonl", "no rows"),
+])
+def test_malformed_rows_name_file_and_line(tmp_path, name, content, where, message):
+    path = _write(tmp_path / name, content)
+    with pytest.raises(DataError) as info:
+        read_dataset(path)
+    assert where in str(info.value)
+    assert message in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_dataset(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize(("name", "first_line", "expected"), [
+    ("a.txt", "Hallo\tOTHER\tOTHER\n", "germeval2018"),
+    ("a.tsv", "Hallo\tOTHER\tOTHER\n", "germeval2018"),
+    ("a.csv", "comment_id,comment_text,Sub1_Toxic\n", "germeval2021"),
+    ("a.csv", "text,label\n", "csv"),
+    ("a.data", "text,label\n", "csv"),
+    ("a.jsonl", '{"text": "x", "label": 1}\n', "jsonl"),
+    ("a.txt", '{"text": "x", "label": 1}\n', "jsonl"),
+])
+def test_detect_format(tmp_path, name, first_line, expected):
+    assert detect_format(_write(tmp_path / name, first_line)) == expected
+
+
+def test_read_datasets_concatenates_and_keeps_groups_apart(tmp_path):
+    a = _write(tmp_path / "a.txt", "@x eins\tOTHER\tOTHER\n")
+    b = _write(tmp_path / "b.txt", "@x zwei\tOFFENSE\tINSULT\n")
+    data = read_datasets([a, b])
+    assert data.labels == [0, 1]
+    assert data.groups == ["a.txt:@x", "b.txt:@x"]
+    assert [s["path"] for s in data.sources] == ["a.txt", "b.txt"]

@@ -1,0 +1,86 @@
+"""The fast path gives the pipeline's probabilities and explains them with original spans."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
+from moderation.ml.normalize import normalize
+from moderation.ml.pipeline import build_category_head, build_pipeline
+
+from .conftest import OBFUSCATED, TINY, random_texts
+
+PROBES = OBFUSCATED + [t for t, _, _ in TINY] + random_texts(300, seed=7)
+TINY_PARAMS = {"min_df": 1, "max_df": 1.0}
+
+
+def _fit(params: dict):
+    texts = [t for t, _, _ in TINY]
+    labels = [y for _, y, _ in TINY]
+    return build_pipeline({**TINY_PARAMS, **params}).fit(texts, labels)
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"nb_alpha": 1.0},
+    {"char_ngram_range": (1, 3), "word_ngram_range": (1, 1)},
+    {"char_ngram_range": (3, 6), "word_ngram_range": (2, 3), "C": 100.0},
+    {"class_weight": None, "nb_alpha": 0.5},
+])
+def test_fast_path_equals_predict_proba(params):
+    pipeline = _fit(params)
+    fast = FastScorer(pipeline)
+    expected = pipeline.predict_proba(PROBES)[:, 1]
+    plain = np.array([fast.probability(t) for t in PROBES])
+    explained = np.array([fast.explain(t)[0] for t in PROBES])
+    np.testing.assert_allclose(plain, expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(explained, expected, rtol=0, atol=1e-9)
+
+
+def test_fast_path_honours_union_weights():
+    pipeline = _fit({})
+    pipeline.set_params(features__transformer_weights={"word": 0.5, "char": 2.0})
+    expected = pipeline.predict_proba(PROBES)[:, 1]
+    got = [FastScorer(pipeline).probability(t) for t in PROBES]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("text", PROBES[:60])
+def test_char_ngrams_match_sklearn_analyzer(text):
+    pipeline = _fit({})
+    fast = FastScorer(pipeline)
+    char_block = fast.blocks[1]
+    vectorizer = pipeline.named_steps["features"].transformer_list[1][1]
+    norm = normalize(text)
+    ours = Counter(g for g in fast._char_grams(char_block, norm)[0] if "  " not in g)
+    assert ours == Counter(vectorizer.build_analyzer()(norm)) if norm else not ours
+
+
+def test_category_logits_match_category_head():
+    pipeline = _fit({"nb_alpha": 1.0})
+    rows = [(t, c) for t, y, c in TINY if y]
+    features = pipeline[:-1].transform([t for t, _ in rows])
+    head = build_category_head().fit(features, [c for _, c in rows])
+    fast = FastScorer(pipeline, head)
+    expected = head.decision_function(pipeline[:-1].transform(PROBES[:50]))
+    got = [fast.category_logits(fast.score_normalized(normalize(t))[1]) for t in PROBES[:50]]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_explanations_are_spans_of_the_original_text():
+    fast = FastScorer(_fit({}))
+    for text in PROBES:
+        _, _, spans = fast.explain(text)
+        for start, end, weight in spans:
+            assert 0 <= start < end <= len(text)
+            assert isinstance(weight, float)
+
+
+def test_unsupported_pipeline_is_refused():
+    pipeline = _fit({})
+    pipeline.named_steps["features"].transformer_list[1][1].set_params(analyzer="char")
+    with pytest.raises(UnsupportedPipeline, match="analyzer"):
+        FastScorer(pipeline)
