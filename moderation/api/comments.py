@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint
-from moderation.api.schemas import ARTICLE_ID, ErrorSchema, CommentIn, CommentOut, CommentPage, ListQuery
+from moderation.api.schemas import ARTICLE_ID, CommentIn, CommentOut, CommentPage, ErrorSchema, ListQuery
 from moderation.errors import InvalidInput
 from moderation.extensions import classifier, db
 from moderation.services import comments as service

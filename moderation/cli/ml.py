@@ -75,8 +75,8 @@ def evaluate(model_dir: str, data_path: str, report_dir: str | None) -> None:
     _progress(f"scoring {len(data.texts)} rows with model {model.version}")
     scores = [model.score(text, explain=False).toxicity for text in data.texts]
     metrics = classification_metrics(data.labels, scores, model.decision_threshold)
-    approved = [y for y, s in zip(data.labels, scores) if s < model.approve_threshold]
-    rejected = [y for y, s in zip(data.labels, scores) if s >= model.reject_threshold]
+    approved = [y for y, s in zip(data.labels, scores, strict=True) if s < model.approve_threshold]
+    rejected = [y for y, s in zip(data.labels, scores, strict=True) if s >= model.reject_threshold]
     metrics["model_version"] = model.version
     metrics["data"] = data.sources[0]
     metrics["routing"] = {

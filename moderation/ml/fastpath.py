@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from itertools import compress, repeat
 from dataclasses import dataclass
+from itertools import compress, repeat
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -196,7 +196,7 @@ class FastScorer:
             hits.append((block, index, values))
             if explain:
                 kept = compress(grams, known.tolist())
-                share = {g: c / counts[g] for g, c in zip(kept, weighted.tolist())}
+                share = {g: c / counts[g] for g, c in zip(kept, weighted.tolist(), strict=True)}
                 self._attribute_words(block, tokens, owners, share, contributions)
         return logit, hits, contributions
 
@@ -231,7 +231,7 @@ class FastScorer:
         logit, hits, contributions = self.score_normalized(norm, explain=True)
         spans = []
         pos = 0
-        for word, weight in zip(norm.split(" ") if norm else [], contributions or []):
+        for word, weight in zip(norm.split(" ") if norm else [], contributions or [], strict=True):
             begin, end = pos, pos + len(word)
             pos = end + 1
             if word:

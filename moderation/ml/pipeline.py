@@ -23,6 +23,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "C": 4.0,
     "class_weight": "balanced",
     "normalize": True,
+    "word_weight": 1.0,
 }
 
 
@@ -77,6 +78,8 @@ def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0) -> Pi
         analyzer="char_wb", ngram_range=tuple(p["char_ngram_range"]), lowercase=False,
         min_df=p["min_df"], max_df=p["max_df"], sublinear_tf=True, dtype=np.float64,
     )
+    # Scaling a block's features changes how hard the classifier's penalty bears on it.
+    weights = None if p["word_weight"] == 1.0 else {"word": p["word_weight"], "char": 1.0}
     nb = "passthrough" if p["nb_alpha"] is None else NBScaler(alpha=p["nb_alpha"])
     clf = LogisticRegression(
         C=p["C"], class_weight=p["class_weight"], solver="liblinear", random_state=seed,
@@ -84,7 +87,7 @@ def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0) -> Pi
     )
     return Pipeline([
         ("normalize", TextNormalizer(full=p["normalize"])),
-        ("features", FeatureUnion([("word", word), ("char", char)])),
+        ("features", FeatureUnion([("word", word), ("char", char)], transformer_weights=weights)),
         ("nb", nb),
         ("clf", clf),
     ])

@@ -83,7 +83,7 @@ def _check_inputs(texts, labels, categories, groups) -> None:
 
 
 def _fit_category_head(pipeline, texts, labels, categories, seed):
-    rows = [i for i, (y, c) in enumerate(zip(labels, categories)) if y == 1 and c is not None]
+    rows = [i for i, (y, c) in enumerate(zip(labels, categories, strict=True)) if y == 1 and c is not None]
     counts = Counter(categories[i] for i in rows)
     if len(counts) < 2:
         return None, dict(counts)

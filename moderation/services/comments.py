@@ -125,7 +125,8 @@ def _decode_cursor(cursor: str) -> int:
             raise ValueError(version)
         return int(last_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor is not one this service handed out", fields={"cursor": ["Invalid cursor."]}) from None
+        raise InvalidInput("cursor is not one this service handed out",
+                           fields={"cursor": ["Invalid cursor."]}) from None
 
 
 def list_published(

@@ -52,7 +52,7 @@ def tiny_rows() -> list[tuple[str, int, str | None]]:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Train once on the dozen comments and return the model folder."""
     out = tmp_path_factory.mktemp("tiny-model")
-    texts, labels, categories = zip(*TINY)
+    texts, labels, categories = zip(*TINY, strict=True)
     train_and_save(list(texts), list(labels), out, categories=list(categories), seed=0,
                    sources=[{"path": "tiny", "rows": len(TINY)}])
     return out

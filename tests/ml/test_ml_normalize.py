@@ -62,7 +62,7 @@ def test_offsets_agree_with_normalize(text):
     norm, starts, ends = normalize_with_offsets(text)
     assert norm == normalize(text)
     assert len(starts) == len(ends) == len(norm)
-    assert all(0 <= s <= e <= len(text) for s, e in zip(starts, ends))
+    assert all(0 <= s <= e <= len(text) for s, e in zip(starts, ends, strict=True))
     assert starts == sorted(starts)
 
 

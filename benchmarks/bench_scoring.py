@@ -1,0 +1,123 @@
+"""Print scoring latency, throughput, training time, artifact size and peak RSS.
+
+    .venv/bin/python benchmarks/bench_scoring.py [GERMEVAL2018_TSV GERMEVAL2021_CSV]
+        [--model DIR]   # benchmark an existing model folder instead of training one
+
+Without --model it trains on all rows of the given files (timed) into a temporary folder
+and benchmarks that model. Latencies are per comment over a sample of the training texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from moderation.ml import load_model, train_and_save  # noqa: E402
+from moderation.ml.data import read_datasets  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+DEFAULT_FILES = [DATA / "germeval2018" / "germeval2018.training.txt",
+                 DATA / "germeval2021" / "GermEval21_TrainData.csv"]
+SAMPLE = 2000
+
+RSS_PROBE = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from moderation.ml import load_model
+model = load_model(sys.argv[2])
+texts = json.load(open(sys.argv[3], encoding="utf-8"))
+for text in texts:
+    model.score(text)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _latencies(fn, texts: list[str]) -> list[float]:
+    out = []
+    for text in texts:
+        start = time.perf_counter()
+        fn(text)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def _summary(name: str, seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    median = statistics.median(ordered) * 1e3
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3
+    print(f"  {name:38s} median {median:7.3f} ms   p99 {p99:7.3f} ms")
+    return median, p99
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="*", default=[str(p) for p in DEFAULT_FILES])
+    parser.add_argument("--model", help="existing model folder (skips training)")
+    args = parser.parse_args(argv)
+    data = read_datasets(args.data)
+    print(f"data: {', '.join(s['path'] for s in data.sources)} ({len(data.texts)} rows)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model
+        if model_dir is None:
+            model_dir = tmp
+            start = time.perf_counter()
+            train_and_save(data.texts, data.labels, model_dir, categories=data.categories,
+                           groups=data.groups, sources=data.sources)
+            print(f"training on all rows (grouped 5-fold CV + final fit): "
+                  f"{time.perf_counter() - start:.1f} s")
+        model = load_model(model_dir)
+        artifact = Path(model_dir) / model.metadata["artifact"]["file"]
+        print(f"model {model.version}: artifact {artifact.stat().st_size / 2**20:.2f} MiB")
+
+        step = max(1, len(data.texts) // SAMPLE)
+        texts = data.texts[::step][:SAMPLE]
+        mean_len = statistics.mean(len(t) for t in texts)
+        print(f"single-comment latency over {len(texts)} comments (mean {mean_len:.0f} chars):")
+        for text in texts[:200]:  # warm caches
+            model.score(text)
+            model.pipeline.predict_proba([text])
+        fast, _ = _summary("fast path, with highlights", _latencies(model.score, texts))
+        plain, _ = _summary("fast path, no highlights",
+                            _latencies(lambda t: model.score(t, explain=False), texts))
+        slow, _ = _summary("pipeline.predict_proba([text])",
+                           _latencies(lambda t: model.pipeline.predict_proba([t]), texts))
+        print(f"  speed-up vs predict_proba: {slow / fast:.1f}x with highlights, "
+              f"{slow / plain:.1f}x without")
+
+        start = time.perf_counter()
+        model.score_many(texts, explain=False)
+        fast_rate = len(texts) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        model.score_many(texts)
+        explain_rate = len(texts) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        model.pipeline.predict_proba(texts)
+        batch_rate = len(texts) / (time.perf_counter() - start)
+        print(f"batch throughput: score_many {fast_rate:,.0f} comments/s without highlights, "
+              f"{explain_rate:,.0f} with; predict_proba(batch) {batch_rate:,.0f} comments/s")
+
+        sample_file = Path(tmp) / "sample.json"
+        sample_file.write_text(json.dumps(texts[:500]), encoding="utf-8")
+        probe = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, str(ROOT), str(model_dir), str(sample_file)],
+            capture_output=True, text=True, check=True,
+        )
+        rss_kib = int(probe.stdout.strip().splitlines()[-1])
+        print(f"peak RSS of a fresh process that loads the model and scores 500 comments: "
+              f"{rss_kib / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

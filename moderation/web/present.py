@@ -1,0 +1,183 @@
+"""Turn service results into what the pages show: German labels, highlighted text, the daily chart."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from markupsafe import Markup, escape
+
+from moderation.ml import LoadedModel
+from moderation.ml.model import Highlight
+from moderation.models import Comment
+from moderation.services.queue import QueueItem
+
+CATEGORIES = {"insult": "Beleidigung", "abuse": "Schmähung", "profanity": "Vulgärsprache"}
+REASONS = {
+    "toxicity_uncertain": "Modell unsicher",
+    "toxicity_high": "Hohe Toxizität",
+    "suspect_term": "Verdächtiger Begriff",
+    "banned_term": "Gesperrter Begriff",
+    "premoderation": "Vorab-Moderation",
+    "author_banned": "Autor gesperrt",
+    "reported": "Gemeldet",
+}
+REPORT_REASONS = {
+    "insult": "Beleidigung", "spam": "Spam", "off_topic": "Themenfremd",
+    "misinformation": "Falschinformation", "other": "Sonstiges",
+}
+STATUSES = {"approved": "freigegeben", "pending": "wartet", "rejected": "abgelehnt"}
+
+
+def label(mapping: dict[str, str], code: str | None) -> str:
+    """Return the German label of a code, or the code itself if we have none."""
+    if code is None:
+        return "–"
+    return mapping.get(code, code)
+
+
+def percent(value: float | None, digits: int = 0) -> str:
+    """Format a fraction as a German percentage ("12,5 %"); "–" when there is nothing to show."""
+    if value is None:
+        return "–"
+    return f"{value * 100:.{digits}f}".replace(".", ",") + " %"
+
+
+def local_time(when: datetime | None) -> str:
+    """Format a UTC time for moderators ("07.05.2026 14:03 UTC")."""
+    return f"{when:%d.%m.%Y %H:%M} UTC" if when else "–"
+
+
+def highlighted(text: str, highlights: Iterable[Highlight]) -> Markup:
+    """Return the escaped text with each highlight span wrapped in <mark>, its weight as tooltip."""
+    parts: list[Markup] = []
+    position = 0
+    for span in sorted(highlights, key=lambda h: (h.start, h.end)):
+        if span.start < position or not span.start < span.end <= len(text):
+            continue  # overlapping or out of range: leave that stretch plain
+        weight = f"{span.weight:.2f}".replace(".", ",")
+        parts.append(escape(text[position:span.start]))
+        parts.append(Markup('<mark title="Gewicht {}">{}</mark>').format(weight, text[span.start:span.end]))
+        position = span.end
+    parts.append(escape(text[position:]))
+    return Markup("").join(parts)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One queued comment as the queue page shows it."""
+
+    comment: Comment
+    article_id: str
+    text: Markup
+    toxicity: str
+    category: str
+    reasons: list[str]
+    report_reasons: list[tuple[str, int]]
+    approved: int
+    rejected: int
+    banned: bool
+    ban_until: str | None
+    claimed_by: str | None
+
+
+def queue_entries(items: Sequence[QueueItem], model: LoadedModel, now: datetime) -> list[QueueEntry]:
+    """Prepare queue items for display, highlighting with the serving model."""
+    entries = []
+    for item in items:
+        comment = item.comment
+        live_claim = comment.claimed_until is not None and comment.claimed_until > now
+        entries.append(QueueEntry(
+            comment=comment,
+            article_id=comment.article_external_id,
+            text=highlighted(comment.text, model.score(comment.text).highlights),
+            toxicity=percent(comment.toxicity),
+            category=label(CATEGORIES, comment.category) if comment.category else "–",
+            reasons=[label(REASONS, code) for code in comment.reasons],
+            report_reasons=sorted(((label(REPORT_REASONS, r), n) for r, n in item.report_reasons.items()),
+                                  key=lambda pair: -pair[1]),
+            approved=item.history.approved,
+            rejected=item.history.rejected,
+            banned=item.history.banned,
+            ban_until=local_time(item.history.ban_until) if item.history.ban_until else None,
+            claimed_by=comment.claimed_by if live_claim else None,
+        ))
+    return entries
+
+
+# The chart's series, bottom to top: key in audit.daily, German legend, CSS class.
+SERIES = (
+    ("approved_auto", "Automatisch freigegeben", "s-approved-auto"),
+    ("approved_moderator", "Von Moderation freigegeben", "s-approved-mod"),
+    ("rejected_auto", "Automatisch abgelehnt", "s-rejected-auto"),
+    ("rejected_moderator", "Von Moderation abgelehnt", "s-rejected-mod"),
+    ("pending", "Wartet auf Prüfung", "s-pending"),
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    y: float
+    height: float
+    css: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    width: float
+    label: str
+    total: int
+    segments: list[Segment]
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    top: int
+    bottom: int
+    left: int
+    bars: list[Bar]
+    ticks: list[tuple[float, int]]
+    series: tuple[tuple[str, str, str], ...]
+    empty: bool
+
+
+def _nice_ceiling(value: int) -> int:
+    """Round up to 1, 2 or 5 times a power of ten, so the axis has round numbers."""
+    if value <= 4:
+        return 4
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * power:
+            return step * power
+    return 10 * power
+
+
+def daily_chart(days: Sequence[dict], *, width: int = 760, height: int = 240) -> Chart:
+    """Lay out stacked bars of comments per day by outcome, as coordinates for an inline SVG."""
+    top, bottom, left, right = 12, 28, 40, 8
+    plot_h, plot_w = height - top - bottom, width - left - right
+    totals = [sum(day[key] for key, _, _ in SERIES) for day in days]
+    peak = _nice_ceiling(max(totals, default=0))
+    slot = plot_w / max(len(days), 1)
+    bars = []
+    for day, total in zip(days, totals, strict=True):
+        when = date.fromisoformat(day["day"])
+        x = left + slot * len(bars) + slot * 0.18
+        y = float(top + plot_h)
+        segments = []
+        for key, legend, css in SERIES:
+            count = day[key]
+            if not count:
+                continue
+            h = plot_h * count / peak
+            y -= h
+            segments.append(Segment(round(y, 2), round(h, 2), css, f"{when:%d.%m.}: {legend}: {count}"))
+        bars.append(Bar(round(x, 2), round(slot * 0.64, 2), f"{when:%d.%m.}", total, segments))
+    ticks = [(round(top + plot_h - plot_h * i / 4, 2), peak * i // 4) for i in range(5)]
+    return Chart(width, height, top, bottom, left, bars, ticks, SERIES, empty=not any(totals))

@@ -1,0 +1,167 @@
+"""What every page shares: CSRF tokens, the moderator's sign-in, security headers and German error pages."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from flask import Blueprint, g, jsonify, render_template, request, session
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
+
+from moderation.errors import ArticleClosed, Conflict, ModerationError
+from moderation.extensions import db
+from moderation.models import ApiKey
+from moderation.services.keys import authenticate
+
+log = logging.getLogger(__name__)
+
+MODERATOR_ROLES = ("moderator", "admin")
+CSRF_FIELD, CSRF_HEADER = "csrf_token", "X-CSRF-Token"
+# Scripts send this header with fetch(); their errors come back as JSON with a German message.
+FETCH_HEADER = "X-Requested-With"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+# status: (title, message) shown on the German error page
+ERROR_TEXTS: dict[int, tuple[str, str]] = {
+    400: ("Ungültige Anfrage", "Die Anfrage konnte nicht verarbeitet werden."),
+    401: ("Nicht angemeldet", "Bitte melden Sie sich mit Ihrem Moderationsschlüssel an."),
+    403: ("Kein Zugriff", "Dieser Schlüssel darf die Moderation nicht öffnen."),
+    404: ("Seite nicht gefunden", "Diese Seite oder dieser Kommentar existiert nicht."),
+    405: ("Nicht erlaubt", "Diese Aktion ist auf dieser Seite nicht möglich."),
+    409: ("Konflikt", "Der Kommentar wurde inzwischen von jemand anderem entschieden oder wird gerade "
+                      "von einer anderen Person bearbeitet."),
+    413: ("Zu groß", "Die gesendeten Daten sind zu groß."),
+    422: ("Ungültige Eingabe", "Die Eingabe ist ungültig."),
+    500: ("Interner Fehler", "Etwas ist schiefgegangen. Der Fehler wurde protokolliert."),
+    503: ("Nicht verfügbar", "Die Datenbank ist gerade nicht erreichbar. Bitte versuchen Sie es gleich noch einmal."),
+}
+
+
+class CsrfError(BadRequest):
+    """A POST without the session's CSRF token."""
+
+    description = ("Das Formular ist abgelaufen oder unvollständig (Sicherheitsmerkmal fehlt oder ist ungültig). "
+                   "Bitte laden Sie die Seite neu und versuchen Sie es noch einmal.")
+
+
+def csrf_token() -> str:
+    """Return this session's CSRF token, creating it on first use."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse (400) a POST whose form field or header does not carry this session's token."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    expected = session.get(CSRF_FIELD)
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
+    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfError()
+
+
+def sign_in(key: ApiKey) -> None:
+    """Start a fresh session for `key`, with a new CSRF token (no session fixation)."""
+    session.clear()
+    session["key_id"], session["key_name"] = key.id, key.name
+    csrf_token()
+
+
+def sign_out() -> None:
+    """Forget the moderator, keep nothing of the old session."""
+    session.clear()
+
+
+def signed_in_key() -> ApiKey | None:
+    """Return the session's key if it is still active and may moderate; sign out a revoked one."""
+    key_id = session.get("key_id")
+    if key_id is None:
+        return None
+    key = db.session.get(ApiKey, key_id) if isinstance(key_id, int) else None
+    if key is None or key.revoked_at is not None or key.role not in MODERATOR_ROLES:
+        log.info("web_session_ended", extra={"key_id": key_id})
+        sign_out()
+        return None
+    return key
+
+
+def key_for_token(token: str) -> ApiKey | None:
+    """Return the active key for a pasted token, or None."""
+    return authenticate(db.session, token.strip())
+
+
+def current_moderator() -> ApiKey:
+    """Return the signed-in moderator's key (set by the blueprint's before_request)."""
+    return g.moderator
+
+
+def is_fetch() -> bool:
+    """Whether a script (not a form) sent this request."""
+    return request.headers.get(FETCH_HEADER) == "fetch"
+
+
+def error_page(status: int, message: str | None = None, title: str | None = None) -> Any:
+    """Render the German error page, or JSON with the German message for a script."""
+    default_title, default_message = ERROR_TEXTS.get(status, ("Fehler", "Die Anfrage ist fehlgeschlagen."))
+    title, message = title or default_title, message or default_message
+    if is_fetch():
+        return jsonify({"title": title, "message": message}), status
+    return render_template("web/error.html", status=status, title=title, message=message), status
+
+
+def _http_error(error: HTTPException) -> Any:
+    db.session.rollback()
+    status = error.code or 500
+    if status == 500:
+        log.error("web_internal_error", extra={"path": request.path})
+    # Werkzeug's own descriptions are English; only ours (CSRF) are meant for the moderator.
+    message = error.description if isinstance(error, CsrfError) else None
+    return error_page(status, message)
+
+
+def _domain_error(error: ModerationError) -> Any:
+    db.session.rollback()
+    if isinstance(error, ArticleClosed):
+        return error_page(409, "Die Kommentare zu diesem Artikel sind geschlossen.", "Kommentare geschlossen")
+    if isinstance(error, Conflict):
+        log.info("web_conflict", extra={"detail": error.message})
+        return error_page(409)
+    return error_page(error.status)
+
+
+def _database_error(error: DBAPIError) -> Any:
+    db.session.rollback()
+    if error.connection_invalidated or "connect" in str(error.orig).lower():
+        log.error("database_unavailable", extra={"path": request.path})
+        return error_page(503)
+    log.exception("database_error", extra={"path": request.path})
+    return error_page(InternalServerError.code)
+
+
+def _headers(response: Any) -> Any:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def protect(blueprint: Blueprint) -> None:
+    """Give a page blueprint CSRF checks, security headers, the CSRF token in templates and HTML errors.
+
+    Blueprint error handlers take precedence over the API's app-wide JSON handlers for this blueprint's views.
+    """
+    blueprint.before_request(check_csrf)
+    blueprint.after_request(_headers)
+    blueprint.context_processor(lambda: {"csrf_token": csrf_token, "csrf_field": CSRF_FIELD})
+    blueprint.register_error_handler(HTTPException, _http_error)
+    blueprint.register_error_handler(ModerationError, _domain_error)
+    blueprint.register_error_handler(DBAPIError, _database_error)

@@ -1,0 +1,50 @@
+"""End-to-end checks on the model shipped in `model/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moderation.ml import load_model
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
+
+pytestmark = pytest.mark.skipif(not (MODEL_DIR / "metadata.json").is_file(),
+                                reason="no shipped model in model/")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """Return the shipped model, loaded (hash-checked)."""
+    return load_model(MODEL_DIR)
+
+
+def test_shipped_model_is_small_and_current(shipped):
+    assert (MODEL_DIR / shipped.metadata["artifact"]["file"]).stat().st_size <= 25 * 2**20
+    assert shipped.sklearn_version_mismatch is None
+    assert shipped.approve_threshold <= shipped.decision_threshold <= shipped.reject_threshold
+
+
+@pytest.mark.parametrize(("friendly", "insult"), [
+    ("Vielen Dank für den informativen Beitrag, schönen Abend noch!",
+     "Du bist so ein dummes Arschloch, halt einfach die Fresse."),
+    ("Ich sehe das etwas anders, aber die Argumente sind gut.",
+     "Was für ein erbärmlicher Vollidiot, unfassbar."),
+    ("Gute Besserung und alles Liebe für die Familie",
+     "Du 1d10t, geh doch zurück in dein Loch, du A****loch"),
+])
+def test_friendly_scores_below_insult(shipped, friendly, insult):
+    low, high = shipped.score(friendly), shipped.score(insult)
+    assert low.toxicity < high.toxicity
+    assert high.offensive and not low.offensive
+    assert high.category in ("insult", "abuse", "profanity")
+    assert low.category is None
+
+
+def test_shipped_highlights_name_the_insult(shipped):
+    text = "Ehrlich, du bist ein V o l l i d i o t"
+    score = shipped.score(text)
+    assert any("V o l l i d i o t" in h.text for h in score.highlights)
+    for h in score.highlights:
+        assert text[h.start:h.end] == h.text
