@@ -16,3 +16,16 @@ def post_fork(server, worker):
     # Connections opened in the master must not be shared by the forked workers.
     app = server.app.wsgi()
     app.extensions["moderation.db"][0].dispose(close=False)
+
+
+# Prometheus counters are per process; workers write them to a shared folder that /metrics adds up.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="moderation-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Imported here so that `moderation.ml` and the CLI can be used without loading the web stack.
     from flask import Flask
 
-    from moderation import api
+    from moderation import api, observability
     from moderation.config import finalize, load_config
     from moderation.extensions import classifier, db
 
@@ -24,8 +23,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         config.update(test_config)
     finalize(config)
     app.config.from_mapping(config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"])
+    observability.configure_logging(app.config["LOG_LEVEL"])
     db.init_app(app)
     classifier.init_app(app)
+    observability.init_app(app)
     api.init_app(app)
     return app

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from flask import Flask, current_app
 
 from moderation.config import PREFIX, ConfigError
-from moderation.ml import LoadedModel, load_model
+from moderation.metrics import MODEL, SCORING
+from moderation.ml import LoadedModel, Score, load_model
 from moderation.services.routing import Thresholds
 
 log = logging.getLogger(__name__)
+
+
+class TimedModel:
+    """The serving model, recording how long each scoring takes."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.wrapped = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+    def score(self, text: str, *, explain: bool = True) -> Score:
+        """Score one text with the wrapped model."""
+        start = time.perf_counter()
+        try:
+            return self.wrapped.score(text, explain=explain)
+        finally:
+            SCORING.observe(time.perf_counter() - start)
 
 
 class Classifier:
@@ -32,10 +53,12 @@ class Classifier:
                 f"approve threshold {thresholds.approve} is above reject threshold {thresholds.reject}; "
                 f"check {PREFIX}APPROVE_THRESHOLD / {PREFIX}REJECT_THRESHOLD"
             )
-        app.extensions["moderation.classifier"] = (model, thresholds)
+        app.extensions["moderation.classifier"] = (TimedModel(model), thresholds)
+        MODEL.clear()
+        MODEL.labels(model.version).set(1)
 
     @property
-    def model(self) -> LoadedModel:
+    def model(self) -> TimedModel:
         return current_app.extensions["moderation.classifier"][0]
 
     @property

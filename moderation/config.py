@@ -75,6 +75,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_TEXT_LENGTH", _positive_int, 5000, "Longest comment text in characters."),
     Setting("MAX_AUTHOR_NAME_LENGTH", _positive_int, 100, "Longest author display name in characters."),
     Setting("MAX_BODY_BYTES", _positive_int, 65536, "Largest request body; larger answers 413."),
+    Setting("DUPLICATE_WINDOW_SECONDS", _positive_int, 300,
+            "The same text by the same author under the same article within this many seconds is refused (409)."),
     Setting("REPORT_THRESHOLD", _positive_int, 3,
             "Distinct reader reports that pull a published comment into the `reported` queue."),
     Setting("CLAIM_MINUTES", _positive_int, 5, "How long a moderator's claim on queued comments lasts."),

@@ -33,5 +33,19 @@ class ArticleClosed(Conflict):
     code = "article_closed"
 
 
+class DuplicateComment(Conflict):
+    """The same author posted the same text under the same article a moment ago."""
+
+    code = "duplicate_comment"
+
+    def __init__(self, original_id: int) -> None:
+        super().__init__(f"duplicate of comment {original_id}, posted by the same author moments ago")
+        self.original_id = original_id
+
+
+class IdempotencyKeyReused(ModerationError):
+    code, status = "idempotency_key_reused", 422
+
+
 class Unavailable(ModerationError):
     code, status = "unavailable", 503

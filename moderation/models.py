@@ -122,6 +122,20 @@ class Term(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` a client sent with a submission, and the comment it created."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "key", name="uq_idempotency_client_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class ApiKey(Base):
     """A bearer token for one client; only the SHA-256 of the token is stored."""
 

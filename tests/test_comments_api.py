@@ -146,3 +146,40 @@ def test_score_endpoint_stores_nothing(client, auth, count_rows):
     for span in body["highlights"]:
         assert TOXIC[0][span["start"]:span["end"]] == span["text"]
     assert count_rows() == before
+
+
+def test_idempotency_key_replays_first_answer(app, client, auth, count_rows):
+    headers = {**auth["backend"], "Idempotency-Key": "retry-0001"}
+    body = {"author_id": "leser-1", "author_name": "Anna", "text": FRIENDLY[3]}
+    first = client.post("/v1/articles/artikel-1/comments", json=body, headers=headers)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    rows = count_rows()
+    again = client.post("/v1/articles/artikel-1/comments", json=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json == first.json
+    assert count_rows() == rows
+    other = client.post("/v1/articles/artikel-1/comments", json={**body, "text": FRIENDLY[4]}, headers=headers)
+    assert other.status_code == 422 and other.json["error"]["code"] == "idempotency_key_reused"
+    assert count_rows() == rows
+
+
+@pytest.mark.parametrize("key", ["", "a" * 201, "mit leerzeichen", "ümlaut"])
+def test_bad_idempotency_key_is_422(client, auth, count_rows, key):
+    before = count_rows()
+    response = client.post("/v1/articles/artikel-1/comments", headers={**auth["backend"], "Idempotency-Key": key},
+                           json={"author_id": "l", "author_name": "L", "text": FRIENDLY[0]})
+    assert response.status_code == 422 and "Idempotency-Key" in response.json["error"]["fields"]
+    assert count_rows() == before
+
+
+def test_same_text_same_author_soon_after_is_a_duplicate(client, auth, count_rows):
+    first = post(client, auth, text=FRIENDLY[5])
+    before = count_rows()
+    again = post(client, auth, text=FRIENDLY[5])
+    assert again.status_code == 409 and again.json["error"]["code"] == "duplicate_comment"
+    assert str(first.json["id"]) in again.json["error"]["message"]
+    assert again.headers["Location"] == f"/v1/comments/{first.json['id']}"
+    assert count_rows() == before
+    # Another author, or another article, may say the same.
+    assert post(client, auth, text=FRIENDLY[5], author_id="leser-2").status_code == 201
+    assert post(client, auth, article="artikel-2", text=FRIENDLY[5]).status_code == 201

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from datetime import timedelta
 from typing import Any
 
+from flask import current_app, request
 from flask.views import MethodView
 
-from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint
+from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint, current_key
 from moderation.api.schemas import ARTICLE_ID, CommentIn, CommentOut, CommentPage, ErrorSchema, ListQuery
 from moderation.errors import InvalidInput
 from moderation.extensions import classifier, db
+from moderation.metrics import COMMENTS
 from moderation.services import comments as service
 
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 blp = Blueprint("comments", __name__, url_prefix="/v1", description="Submit comments and list published ones.")
 
 
@@ -23,6 +30,19 @@ def checked_article_id(article_id: str) -> str:
             fields={"article_id": ["Invalid article id."]},
         )
     return article_id
+
+
+def idempotency(article_id: str, data: dict[str, Any]) -> service.Idempotency | None:
+    """Return the request's Idempotency-Key with a fingerprint of what it asks for, if it sent one."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput("Idempotency-Key must be 1..200 visible ASCII characters",
+                           fields={"Idempotency-Key": ["Invalid header value."]})
+    canonical = json.dumps([article_id, data], sort_keys=True, ensure_ascii=False)
+    fingerprint = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    return service.Idempotency(current_key().id, key, fingerprint)
 
 
 @blp.route("/articles/<article_id>/comments")
@@ -41,12 +61,23 @@ class ArticleComments(MethodView):
     @blp.response(201, CommentOut)
     @blp.requires(BACKEND, ADMIN)
     @blp.arguments(CommentIn)
+    @blp.alt_response(409, schema=ErrorSchema, description="Article closed, or a duplicate of a recent comment")
     def post(self, data: dict[str, Any], article_id: str) -> Any:
-        """Submit a reader comment; it is scored and published, held or rejected at once."""
-        return service.submit_comment(
-            db.session, classifier.model, classifier.thresholds, checked_article_id(article_id),
-            service.NewComment(**data),
+        """Submit a reader comment; it is scored and published, held or rejected at once.
+
+        Send an `Idempotency-Key` header (1..200 visible ASCII characters) to make retries safe: a repeat
+        returns the comment the first request created, with `Idempotent-Replayed: true`.
+        """
+        article_id = checked_article_id(article_id)
+        submission = service.submit_comment(
+            db.session, classifier.model, classifier.thresholds, article_id, service.NewComment(**data),
+            idempotency=idempotency(article_id, data),
+            duplicate_window=timedelta(seconds=current_app.config["DUPLICATE_WINDOW_SECONDS"]),
         )
+        if submission.replayed:
+            return submission.comment, {"Idempotent-Replayed": "true"}
+        COMMENTS.labels(submission.comment.status).inc()
+        return submission.comment
 
 
 @blp.route("/comments/<int:comment_id>")

@@ -9,7 +9,7 @@ from flask import Flask, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from moderation.errors import ModerationError
+from moderation.errors import DuplicateComment, ModerationError
 from moderation.extensions import db
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,13 @@ def handle_http_exception(error: HTTPException) -> tuple[dict, int, dict]:
     return error_body(status, message, code=code, fields=fields), status, headers
 
 
-def handle_domain_error(error: ModerationError) -> tuple[dict, int]:
+def handle_domain_error(error: ModerationError) -> tuple[dict, int, dict]:
     """Render a service's domain error."""
     _rollback()
-    return error_body(error.status, error.message, code=error.code, fields=error.fields), error.status
+    headers = {}
+    if isinstance(error, DuplicateComment):
+        headers["Location"] = f"/v1/comments/{error.original_id}"
+    return error_body(error.status, error.message, code=error.code, fields=error.fields), error.status, headers
 
 
 def handle_database_error(error: DBAPIError) -> tuple[dict, int, dict]:

@@ -40,17 +40,23 @@ def _first_routing():
     )
 
 
+def queue_sizes(session: Session) -> dict[str, int]:
+    """Return how many comments wait in each queue."""
+    sizes = {"pending": 0, "reported": 0}
+    for reported, count in session.execute(
+        select(Comment.reported, func.count()).where(Comment.status == PENDING).group_by(Comment.reported)
+    ):
+        sizes["reported" if reported else "pending"] = count
+    return sizes
+
+
 def stats(session: Session, *, decision_threshold: float, days: int = 14) -> dict:
     """Counts by status and queue, automation rate, how often moderators overruled the model, per version."""
     by_status = dict.fromkeys(STATUSES, 0)
     for status, count in session.execute(select(Comment.status, func.count()).group_by(Comment.status)):
         by_status[status] = count
     total = sum(by_status.values())
-    queues = {"pending": 0, "reported": 0}
-    for reported, count in session.execute(
-        select(Comment.reported, func.count()).where(Comment.status == PENDING).group_by(Comment.reported)
-    ):
-        queues["reported" if reported else "pending"] = count
+    queues = queue_sizes(session)
     automatic = session.scalar(
         select(func.count()).where(Comment.status != PENDING, Comment.decided_by.is_(None))
     ) or 0

@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from moderation.db import begin_write
-from moderation.errors import ArticleClosed, InvalidInput, NotFound
+from moderation.db import begin_write, utcnow
+from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReused, InvalidInput, NotFound
 from moderation.ml import LoadedModel
-from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, ModerationAction
+from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, IdempotencyKey, ModerationAction
 from moderation.services.authors import active_ban
 from moderation.services.routing import Rules, Thresholds, route
 from moderation.services.wordlists import load_matcher
@@ -65,12 +66,45 @@ def get_comment(session: Session, comment_id: int) -> Comment:
     return comment
 
 
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's `Idempotency-Key` and the fingerprint of the request it came with."""
+
+    client_id: int
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    comment: Comment
+    replayed: bool = False
+
+
+def _replay(session: Session, idempotency: Idempotency) -> Comment | None:
+    stored = session.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == idempotency.client_id,
+                                                         IdempotencyKey.key == idempotency.key))
+    if stored is None:
+        return None
+    if stored.fingerprint != idempotency.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request",
+                                   fields={"Idempotency-Key": ["Already used with another body or article."]})
+    return get_comment(session, stored.comment_id)
+
+
 def submit_comment(
-    session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment
-) -> Comment:
-    """Score, route and store one comment with its audit row; commit and return it."""
+    session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment, *,
+    idempotency: Idempotency | None = None, duplicate_window: timedelta = timedelta(minutes=5),
+) -> Submission:
+    """Score, route and store one comment with its audit row; commit and return it.
+
+    A retry with the same `idempotency` key returns the comment the first request created; the same
+    text from the same author under the same article within `duplicate_window` is refused.
+    """
     score = model.score(new.text, explain=False)
     begin_write(session)
+    if idempotency is not None and (first := _replay(session, idempotency)) is not None:
+        return Submission(first, replayed=True)
     article = get_or_create_article(session, article_id)
     if not article.comments_open:
         raise ArticleClosed(f"comments on article {article_id!r} are closed")
@@ -81,6 +115,13 @@ def submit_comment(
                 "parent_id must name a comment of the same article",
                 fields={"parent_id": [f"No comment {new.parent_id} under article {article_id!r}."]},
             )
+    original = session.scalar(
+        select(Comment.id).where(Comment.author_id == new.author_id, Comment.article_id == article.id,
+                                 Comment.created_at >= utcnow() - duplicate_window, Comment.text == new.text)
+        .limit(1)
+    )
+    if original is not None:
+        raise DuplicateComment(original)
     matcher = load_matcher(session)
     rules = Rules(
         author_banned=active_ban(session, new.author_id) is not None,
@@ -109,8 +150,18 @@ def submit_comment(
             to_status=comment.status, reasons=list(routing.reasons),
         )
     )
-    session.commit()
-    return comment
+    if idempotency is not None:
+        session.add(IdempotencyKey(api_key_id=idempotency.client_id, key=idempotency.key,
+                                   fingerprint=idempotency.fingerprint, comment_id=comment.id))
+    try:
+        session.commit()
+    except IntegrityError:
+        # The same key, concurrently from another worker or instance: answer with its comment.
+        session.rollback()
+        if idempotency is not None and (first := _replay(session, idempotency)) is not None:
+            return Submission(first, replayed=True)
+        raise
+    return Submission(comment)
 
 
 def _encode_cursor(last_id: int) -> str:

@@ -9,10 +9,10 @@ from datetime import date, datetime
 
 from markupsafe import Markup, escape
 
-from moderation.ml import LoadedModel
-from moderation.ml.model import Highlight
+from moderation.ml import Highlight, LoadedModel
 from moderation.models import Comment
 from moderation.services.queue import QueueItem
+from moderation.services.routing import Thresholds
 
 CATEGORIES = {"insult": "Beleidigung", "abuse": "Schmähung", "profanity": "Vulgärsprache"}
 REASONS = {
@@ -71,8 +71,11 @@ class QueueEntry:
 
     comment: Comment
     article_id: str
+    created: str
     text: Markup
     toxicity: str
+    toxicity_width: int
+    level: str
     category: str
     reasons: list[str]
     report_reasons: list[tuple[str, int]]
@@ -83,7 +86,9 @@ class QueueEntry:
     claimed_by: str | None
 
 
-def queue_entries(items: Sequence[QueueItem], model: LoadedModel, now: datetime) -> list[QueueEntry]:
+def queue_entries(
+    items: Sequence[QueueItem], model: LoadedModel, thresholds: Thresholds, now: datetime
+) -> list[QueueEntry]:
     """Prepare queue items for display, highlighting with the serving model."""
     entries = []
     for item in items:
@@ -92,8 +97,12 @@ def queue_entries(items: Sequence[QueueItem], model: LoadedModel, now: datetime)
         entries.append(QueueEntry(
             comment=comment,
             article_id=comment.article_external_id,
+            created=local_time(comment.created_at),
             text=highlighted(comment.text, model.score(comment.text).highlights),
             toxicity=percent(comment.toxicity),
+            toxicity_width=max(1, round(comment.toxicity * 100)),
+            level=("high" if comment.toxicity >= thresholds.reject
+                   else "mid" if comment.toxicity >= thresholds.approve else "low"),
             category=label(CATEGORIES, comment.category) if comment.category else "–",
             reasons=[label(REASONS, code) for code in comment.reasons],
             report_reasons=sorted(((label(REPORT_REASONS, r), n) for r, n in item.report_reasons.items()),
@@ -179,5 +188,6 @@ def daily_chart(days: Sequence[dict], *, width: int = 760, height: int = 240) ->
             y -= h
             segments.append(Segment(round(y, 2), round(h, 2), css, f"{when:%d.%m.}: {legend}: {count}"))
         bars.append(Bar(round(x, 2), round(slot * 0.64, 2), f"{when:%d.%m.}", total, segments))
-    ticks = [(round(top + plot_h - plot_h * i / 4, 2), peak * i // 4) for i in range(5)]
+    steps = 5 if peak % 5 == 0 else 4
+    ticks = [(round(top + plot_h - plot_h * i / steps, 2), peak * i // steps) for i in range(steps + 1)]
     return Chart(width, height, top, bottom, left, bars, ticks, SERIES, empty=not any(totals))

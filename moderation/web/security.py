@@ -7,7 +7,7 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Blueprint, g, jsonify, render_template, request, session
+from flask import Blueprint, g, jsonify, render_template, request, session, url_for
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
@@ -115,7 +115,14 @@ def error_page(status: int, message: str | None = None, title: str | None = None
     title, message = title or default_title, message or default_message
     if is_fetch():
         return jsonify({"title": title, "message": message}), status
-    return render_template("web/error.html", status=status, title=title, message=message), status
+    if request.blueprint == "demo":
+        article_id = (request.view_args or {}).get("article_id")
+        back = (url_for("demo.article", article_id=article_id) if article_id else url_for("demo.index"),
+                "Zurück zum Artikel")
+    else:
+        back = (url_for("moderator_pages.queue"), "Zur Warteschlange")
+    return render_template("web/error.html", status=status, title=title, message=message,
+                           back_url=back[0], back_label=back[1]), status
 
 
 def _http_error(error: HTTPException) -> Any:

@@ -1,0 +1,112 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+Logs never carry comment texts, author names, request bodies, query strings or tokens: only the
+route, status, timing and ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from moderation.extensions import db
+from moderation.metrics import LATENCY, REQUESTS
+from moderation.services.audit import queue_sizes
+
+log = logging.getLogger("moderation.access")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Extra fields a log call may attach; anything else is dropped so nothing personal slips in.
+LOG_FIELDS = ("request_id", "method", "route", "status", "duration_ms", "model_version", "detail", "comment_id",
+              "key_id", "error", "path", "version", "workers")
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for name in LOG_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Send every log line to stderr as JSON."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _QueueCollector:
+    """Queue sizes, read from the database during the scrape request."""
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        family = GaugeMetricFamily("moderation_queue_size", "Comments waiting for a moderator", labels=["queue"])
+        for name, size in queue_sizes(db.session).items():
+            family.add_metric([name], size)
+        yield family
+
+
+def _endpoint() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def init_app(app: Flask) -> None:
+    """Add request ids, the access log and `/metrics`."""
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = _endpoint()
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if endpoint != "/metrics":
+            REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+            LATENCY.labels(request.method, endpoint).observe(elapsed)
+        log.info("request", extra={"request_id": g.get("request_id"), "method": request.method, "route": endpoint,
+                                   "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
+        return response
+
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    scrape_registry = CollectorRegistry()
+    if multiproc:
+        MultiProcessCollector(scrape_registry)
+    else:
+        from prometheus_client import REGISTRY
+        scrape_registry = REGISTRY
+    queue_registry = CollectorRegistry()
+    queue_registry.register(_QueueCollector())
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus metrics of this instance (all workers)."""
+        body = generate_latest(scrape_registry) + generate_latest(queue_registry)
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,148 @@
+"""The moderators' pages: sign-in, the queue with keyboard decisions, the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+
+from moderation.api.schemas import ARTICLE_ID
+from moderation.db import utcnow
+from moderation.extensions import classifier, db
+from moderation.services import audit
+from moderation.services import queue as queue_service
+from moderation.web import present, security
+
+bp = Blueprint("moderator_pages", __name__, url_prefix="/moderation", template_folder="templates",
+               static_folder="static")
+security.protect(bp)
+
+PAGE_SIZE = 20
+PUBLIC_ENDPOINTS = {"moderator_pages.login", "moderator_pages.static", "moderator_pages.not_found"}
+QUEUE_LABELS = {"pending": "Wartend", "reported": "Gemeldet"}
+SORT_LABELS = {"toxicity": "Riskanteste zuerst", "oldest": "Älteste zuerst"}
+DECISION_MESSAGES = {"approve": "Kommentar {id} freigegeben.", "reject": "Kommentar {id} abgelehnt."}
+
+
+@bp.before_request
+def require_moderator() -> Any:
+    """Let only a signed-in moderator with a still-active key past; everyone else goes to the sign-in."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    had_session = "key_id" in session
+    key = security.signed_in_key()
+    if key is None:
+        if security.is_fetch():
+            abort(401)
+        if had_session:
+            flash("Ihre Sitzung wurde beendet: Der Schlüssel ist nicht mehr gültig.", "error")
+        return redirect(url_for("moderator_pages.login", next=request.full_path.rstrip("?")))
+    g.moderator = key
+    return None
+
+
+@bp.after_request
+def no_store(response: Any) -> Any:
+    """Keep moderator pages out of shared and back-button caches."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Return `target` if it is a page of ours, else the queue (no open redirects)."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and parts.path.startswith("/moderation/") and "\\" not in target:
+            return target
+    return url_for("moderator_pages.queue")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Sign in with a moderator (or admin) API key."""
+    if request.method == "GET":
+        if security.signed_in_key() is not None:
+            return redirect(url_for("moderator_pages.queue"))
+        return render_template("web/login.html", next=request.args.get("next", ""))
+    token = request.form.get("api_key", "")
+    next_url = request.form.get("next", "")
+    key = security.key_for_token(token) if token.strip() else None
+    if key is None:
+        return render_template("web/login.html", next=next_url,
+                               error="Unbekannter oder widerrufener Schlüssel."), 401
+    if key.role not in security.MODERATOR_ROLES:
+        return render_template("web/login.html", next=next_url,
+                               error="Dieser Schlüssel gehört zur Website-Anbindung (backend) und darf nicht "
+                                     "moderieren. Bitte verwenden Sie einen Moderations-Schlüssel."), 403
+    security.sign_in(key)
+    return redirect(_safe_next(next_url))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    """Sign out."""
+    security.sign_out()
+    flash("Sie wurden abgemeldet.", "info")
+    return redirect(url_for("moderator_pages.login"))
+
+
+def _queue_args() -> dict[str, Any]:
+    queue = request.args.get("queue", "pending")
+    sort = request.args.get("sort", "toxicity")
+    article = request.args.get("article", "").strip()
+    cursor = request.args.get("cursor") or None
+    return {
+        "queue": queue if queue in queue_service.QUEUES else "pending",
+        "sort": sort if sort in queue_service.SORTS else "toxicity",
+        "article_id": article if ARTICLE_ID.match(article) else None,
+        "cursor": cursor if cursor and len(cursor) <= 300 else None,
+    }
+
+
+@bp.get("/")
+def queue() -> Any:
+    """Show a queue of comments waiting for a decision."""
+    args = _queue_args()
+    page = queue_service.list_queue(db.session, limit=PAGE_SIZE, **args)
+    totals = {args["queue"]: page.total}
+    for other in queue_service.QUEUES:
+        if other not in totals:
+            totals[other] = queue_service.list_queue(db.session, queue=other, article_id=args["article_id"],
+                                                     sort="oldest", limit=1, cursor=None).total
+    filters = {"queue": args["queue"], "sort": args["sort"], "article": args["article_id"] or None}
+    return render_template(
+        "web/queue.html",
+        entries=present.queue_entries(page.items, classifier.model, classifier.thresholds, utcnow()),
+        page=page, totals=totals, filters=filters, here=url_for("moderator_pages.queue", **filters), article_input=request.args.get("article", ""),
+        queue_labels=QUEUE_LABELS, sort_labels=SORT_LABELS,
+        invalid_article=bool(request.args.get("article", "").strip()) and args["article_id"] is None,
+    )
+
+
+@bp.post("/comments/<int:comment_id>/decision")
+def decide(comment_id: int) -> Any:
+    """Approve or reject a comment as the signed-in moderator (form post or the queue's script)."""
+    decision = request.form.get("decision", "")
+    if decision not in queue_service.DECISIONS:
+        abort(400)
+    comment = queue_service.decide(db.session, comment_id, security.current_moderator().name, decision=decision)
+    message = DECISION_MESSAGES[decision].format(id=comment.id)
+    if security.is_fetch():
+        return jsonify({"id": comment.id, "status": comment.status, "message": message})
+    flash(message, "success")
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.get("/dashboard")
+def dashboard() -> Any:
+    """Show queue sizes, the automation rate, how often moderators overruled the model, and the last 14 days."""
+    stats = audit.stats(db.session, decision_threshold=classifier.model.decision_threshold)
+    return render_template("web/dashboard.html", stats=stats, chart=present.daily_chart(stats["daily"]),
+                           percent=present.percent)
+
+
+@bp.route("/<path:anything>", methods=["GET", "POST"])
+def not_found(anything: str) -> Any:
+    """Answer unknown pages under /moderation/ with the German 404 page instead of the API's JSON."""
+    abort(404)
