@@ -95,15 +95,37 @@ def app_config(database_url: str, tiny_model_dir: Path) -> dict:
         "MODEL_DIR": str(tiny_model_dir),
         "APPROVE_THRESHOLD": 0.35,
         "REJECT_THRESHOLD": 0.65,
+        "RATELIMIT_ENABLED": False,
         "TESTING": True,
     }
 
 
-@pytest.fixture
-def app(app_config: dict):
-    app = create_app(app_config)
-    yield app
+def close_app(app) -> None:
+    """Release what an app holds: database connections and rate-limit storage connections."""
     app.extensions["moderation.db"][0].dispose()
+    storage = getattr(app.extensions.get("moderation.limiter"), "_storage", None)
+    client = getattr(storage, "storage", None)
+    if client is not None and hasattr(client, "connection_pool"):
+        client.connection_pool.disconnect()
+
+
+@pytest.fixture
+def make_app():
+    """Build apps with `create_app` and close them after the test."""
+    made = []
+
+    def make(config: dict):
+        made.append(create_app(config))
+        return made[-1]
+
+    yield make
+    for built in made:
+        close_app(built)
+
+
+@pytest.fixture
+def app(app_config: dict, make_app):
+    return make_app(app_config)
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ def test_readyz_names_model_version(app, client):
     assert body["model_version"] == app.extensions["moderation.classifier"][0].version
 
 
-def test_readyz_is_503_when_database_is_gone(tiny_model_dir, tmp_path):
-    from moderation import create_app
+def test_readyz_is_503_when_database_is_gone(tiny_model_dir, tmp_path, make_app):
     missing = tmp_path / "no-such-dir" / "x.db"
-    app = create_app({"DATABASE_URL": f"sqlite:///{missing}", "MODEL_DIR": str(tiny_model_dir)})
+    app = make_app({"DATABASE_URL": f"sqlite:///{missing}", "MODEL_DIR": str(tiny_model_dir)})
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["status"] == "not_ready"

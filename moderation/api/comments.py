@@ -61,6 +61,7 @@ class ArticleComments(MethodView):
     @blp.response(201, CommentOut)
     @blp.requires(BACKEND, ADMIN)
     @blp.arguments(CommentIn)
+    @blp.alt_response(429, schema=ErrorSchema, description="Too many submissions from this author or reader IP")
     @blp.alt_response(409, schema=ErrorSchema, description="Article closed, or a duplicate of a recent comment")
     def post(self, data: dict[str, Any], article_id: str) -> Any:
         """Submit a reader comment; it is scored and published, held or rejected at once.

@@ -103,7 +103,7 @@ def queue_entries(
             toxicity_width=max(1, round(comment.toxicity * 100)),
             level=("high" if comment.toxicity >= thresholds.reject
                    else "mid" if comment.toxicity >= thresholds.approve else "low"),
-            category=label(CATEGORIES, comment.category) if comment.category else "–",
+            category=label(CATEGORIES, comment.category) if comment.category else "",
             reasons=[label(REASONS, code) for code in comment.reasons],
             report_reasons=sorted(((label(REPORT_REASONS, r), n) for r, n in item.report_reasons.items()),
                                   key=lambda pair: -pair[1]),

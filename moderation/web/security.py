@@ -11,7 +11,7 @@ from flask import Blueprint, g, jsonify, render_template, request, session, url_
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
-from moderation.errors import ArticleClosed, Conflict, ModerationError
+from moderation.errors import ArticleClosed, Conflict, DuplicateComment, ModerationError
 from moderation.extensions import db
 from moderation.models import ApiKey
 from moderation.services.keys import authenticate
@@ -139,6 +139,8 @@ def _domain_error(error: ModerationError) -> Any:
     db.session.rollback()
     if isinstance(error, ArticleClosed):
         return error_page(409, "Die Kommentare zu diesem Artikel sind geschlossen.", "Kommentare geschlossen")
+    if isinstance(error, DuplicateComment):
+        return error_page(409, "Diesen Kommentar haben Sie eben schon abgeschickt.", "Doppelter Kommentar")
     if isinstance(error, Conflict):
         log.info("web_conflict", extra={"detail": error.message})
         return error_page(409)

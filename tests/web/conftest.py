@@ -54,7 +54,7 @@ def seed(app):
             articles.update_settings(db.session, article, comments_open=True, premoderation=premoderation)
             comment = submit_comment(db.session, classifier.model, classifier.thresholds, article,
                                      NewComment(author_id=author, author_name=name, text=text, parent_id=parent_id))
-            return comment.id
+            return comment.comment.id
 
     return submit
 

@@ -1,0 +1,69 @@
+"""Rate limits (Flask-Limiter): per reader for submissions, per key for everything else.
+
+The site's backend is one client speaking for many readers, so submissions are limited per author id
+and per reader IP (when the backend forwards it in `X-Reader-IP`); every other request is limited per
+API key (or per client address where no key is sent). Counts live in memory by default, or in Redis
+(`MODERATION_RATELIMIT_STORAGE_URL`) so that several instances share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+
+
+def _client_key() -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer ") and header[7:].strip():
+        return "key:" + hashlib.sha256(header[7:].strip().encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return "addr:" + (request.remote_addr or "unknown")
+
+
+def _author_id() -> str | None:
+    body = request.get_json(silent=True)
+    author = body.get("author_id") if isinstance(body, dict) else None
+    return author.strip()[:200] if isinstance(author, str) and author.strip() else None
+
+
+def _author_key() -> str:
+    return f"author:{_client_key()}:{_author_id()}"
+
+
+def _reader_ip() -> str | None:
+    raw = request.headers.get("X-Reader-IP", "").strip()
+    try:
+        return str(ipaddress.ip_address(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def _reader_ip_key() -> str:
+    return f"reader-ip:{_client_key()}:{_reader_ip()}"
+
+
+# (endpoint, method) -> the extra limits it gets beyond the per-key default.
+SUBMISSION_ENDPOINT = "comments.ArticleComments"
+
+
+def init_app(app: Flask) -> Limiter:
+    """Give `app` its own limiter (state is per app) and wrap the submission endpoint with reader limits."""
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URL"]
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "moderation")
+    limiter = Limiter(key_func=_client_key, default_limits=[lambda: current_app.config["RATELIMIT_PER_KEY"]])
+    limiter.init_app(app)
+    view = app.view_functions[SUBMISSION_ENDPOINT]
+    view = limiter.limit(lambda: current_app.config["RATELIMIT_PER_AUTHOR"], key_func=_author_key,
+                         methods=["POST"], exempt_when=lambda: _author_id() is None, override_defaults=False)(view)
+    view = limiter.limit(lambda: current_app.config["RATELIMIT_PER_READER_IP"], key_func=_reader_ip_key,
+                         methods=["POST"], exempt_when=lambda: _reader_ip() is None, override_defaults=False)(view)
+    app.view_functions[SUBMISSION_ENDPOINT] = view
+    # Health checks and scrapes must never be throttled.
+    for endpoint in ("health.Alive", "health.Ready", "metrics"):
+        if endpoint in app.view_functions:
+            limiter.exempt(app.view_functions[endpoint])
+    app.extensions["moderation.limiter"] = limiter
+    return limiter
