@@ -114,6 +114,7 @@ def submit(article_id: str) -> Any:
     comment = comment_service.submit_comment(
         db.session, classifier.model, classifier.thresholds, article_id,
         comment_service.NewComment(author_id=_author_id(), author_name=name, text=text, parent_id=parent_id),
+        duplicate_window=timedelta(seconds=config["DUPLICATE_WINDOW_SECONDS"]),
     ).comment
     session["demo_result"] = {"status": comment.status, "id": comment.id}
     return redirect(url_for("demo.article", article_id=article_id, _anchor="kommentare"))

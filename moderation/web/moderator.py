@@ -114,7 +114,8 @@ def queue() -> Any:
     return render_template(
         "web/queue.html",
         entries=present.queue_entries(page.items, classifier.model, classifier.thresholds, utcnow()),
-        page=page, totals=totals, filters=filters, here=url_for("moderator_pages.queue", **filters), article_input=request.args.get("article", ""),
+        page=page, totals=totals, filters=filters, here=url_for("moderator_pages.queue", **filters),
+        article_input=request.args.get("article", ""),
         queue_labels=QUEUE_LABELS, sort_labels=SORT_LABELS,
         invalid_article=bool(request.args.get("article", "").strip()) and args["article_id"] is None,
     )

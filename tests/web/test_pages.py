@@ -114,7 +114,7 @@ def test_revoked_key_is_signed_out_on_next_request(app, moderator):
                           headers={**FETCH, "X-CSRF-Token": session_csrf(moderator)}).status_code == 401
 
 
-# --- queue -------------------------------------------------------------------------------------------------------------
+# --- queue -----------------------------------------------------------------------------------------------------------
 
 def test_queue_escapes_comment_text_and_shows_german_labels(moderator, seed):
     seed("Interessant <script>alert(1)</script> & <b>fett</b> Idiot", name="<i>Mallory</i>")
@@ -231,7 +231,7 @@ def test_unknown_comment_is_german_404(moderator):
     assert response.status_code == 404 and "Seite nicht gefunden" in response.text
 
 
-# --- dashboard ---------------------------------------------------------------------------------------------------------
+# --- dashboard -------------------------------------------------------------------------------------------------------
 
 def test_dashboard_shows_figures_and_chart(app, moderator, seed):
     held = [seed(f"Frage {i} zur Brücke?", author=f"l{i}") for i in range(3)]
@@ -248,7 +248,7 @@ def test_dashboard_shows_figures_and_chart(app, moderator, seed):
         assert legend in page.text
 
 
-# --- errors ------------------------------------------------------------------------------------------------------------
+# --- errors ----------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/moderation/gibts-nicht", "/demo/a-1/gibts-nicht", "/demo/%3Cscript%3E"])
 def test_unknown_pages_are_german_html(client, path):
@@ -269,7 +269,7 @@ def test_init_app_is_idempotent(app):
     assert [name for name in app.blueprints if name in ("moderator_pages", "demo")] == ["moderator_pages", "demo"]
 
 
-# --- demo article ------------------------------------------------------------------------------------------------------
+# --- demo article ----------------------------------------------------------------------------------------------------
 
 def demo_post(client, article: str, **data: str):
     token = csrf_from(client.get(f"/demo/{article}").text)
