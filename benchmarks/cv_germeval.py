@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyper-parameter")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--ungrouped", action="store_true",
+                        help="plain stratified K-fold (every row its own group), for comparison")
     args = parser.parse_args(argv)
     data = read_datasets(args.data or [DEFAULT_DATA])
+    if args.ungrouped:
+        data.groups = [f"row{i}" for i in range(len(data.texts))]
     overrides = {**(BASELINE if args.baseline else {}), **_parse_set(args.set)}
     params = resolve_params(len(data.texts), overrides)
     started = time.perf_counter()

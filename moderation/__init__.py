@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Imported here so that `moderation.ml` and the CLI can be used without loading the web stack.
     from flask import Flask
 
-    from moderation import api, limits, observability
+    from moderation import api, limits, observability, web
     from moderation.config import finalize, load_config
     from moderation.extensions import classifier, db
 
@@ -28,5 +28,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     classifier.init_app(app)
     observability.init_app(app)
     api.init_app(app)
+    web.init_app(app)
     limits.init_app(app)
     return app

@@ -68,6 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
             "PostgreSQL: `postgresql+psycopg://user@host/db`."),
     Setting("MODEL_DIR", str, None, "Folder of the serving model (artifact + metadata.json); default `model/`."),
     Setting("SECRET_KEY", str, None, "Signs session cookies; required in production."),
+    Setting("SESSION_COOKIE_SECURE", _bool, False,
+            "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("APPROVE_THRESHOLD", _fraction, None,
             "Toxicity below this publishes at once; default: the model's calibrated value."),
     Setting("REJECT_THRESHOLD", _fraction, None,

@@ -44,8 +44,8 @@ def _reader_ip_key() -> str:
     return f"reader-ip:{_client_key()}:{_reader_ip()}"
 
 
-# (endpoint, method) -> the extra limits it gets beyond the per-key default.
 SUBMISSION_ENDPOINT = "comments.ArticleComments"
+DEMO_ENDPOINT = "demo.submit"
 
 
 def init_app(app: Flask) -> Limiter:
@@ -61,6 +61,12 @@ def init_app(app: Flask) -> Limiter:
     view = limiter.limit(lambda: current_app.config["RATELIMIT_PER_READER_IP"], key_func=_reader_ip_key,
                          methods=["POST"], exempt_when=lambda: _reader_ip() is None, override_defaults=False)(view)
     app.view_functions[SUBMISSION_ENDPOINT] = view
+    # The public demo page writes comments too: limit it per visitor address like one author.
+    if DEMO_ENDPOINT in app.view_functions:
+        app.view_functions[DEMO_ENDPOINT] = limiter.limit(
+            lambda: current_app.config["RATELIMIT_PER_AUTHOR"], methods=["POST"], override_defaults=False,
+            key_func=lambda: "demo:" + (request.remote_addr or "unknown"),
+        )(app.view_functions[DEMO_ENDPOINT])
     # Health checks and scrapes must never be throttled.
     for endpoint in ("health.Alive", "health.Ready", "metrics"):
         if endpoint in app.view_functions:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 from moderation import create_app
 from moderation.db import Base, make_engine
 from moderation.extensions import db
+from moderation.migrations import alembic_config
 from moderation.ml import train_and_save
 from moderation.services.keys import create_key
 
@@ -52,22 +57,32 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        Base.metadata.create_all(conn)
-    engine.dispose()
+@contextmanager
+def scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty database on the test server, yield its URL, drop it afterwards.
+
+    Each run works in its own database, so concurrent runs on one server never meet.
+    """
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
-def postgres_schema() -> str:
-    """Create the schema once per run on the test PostgreSQL database."""
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL database of this run, built by the migrations as a deploy would build it."""
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL tests skipped: set MODERATION_TEST_POSTGRES_URL (`.ci/run` does)")
-    _reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    with scratch_postgres_database("moderation_test") as url:
+        command.upgrade(alembic_config(url), "head")
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from moderation import create_app
 from moderation.cli import cli
 from moderation.config import ConfigError
 from moderation.db import Base, make_engine
 from moderation.ml import ModelError
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, scratch_postgres_database
 
 
 def test_missing_model_refuses_to_start(tmp_path):
@@ -55,14 +54,8 @@ def empty_database(request, tmp_path):
         return
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL tests skipped: set MODERATION_TEST_POSTGRES_URL (`.ci/run` does)")
-    name = f"moderation_migrate_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres_database("moderation_migrate") as url:
+        yield url
 
 
 def test_db_upgrade_creates_schema_matching_models(empty_database, monkeypatch):

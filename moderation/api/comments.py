@@ -12,11 +12,12 @@ from flask import current_app, request
 from flask.views import MethodView
 
 from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint, current_key
-from moderation.api.schemas import ARTICLE_ID, CommentIn, CommentOut, CommentPage, ErrorSchema, ListQuery
+from moderation.api.schemas import CommentIn, CommentOut, CommentPage, ErrorSchema, ListQuery
 from moderation.errors import InvalidInput
 from moderation.extensions import classifier, db
 from moderation.metrics import COMMENTS
 from moderation.services import comments as service
+from moderation.text import ARTICLE_ID
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 blp = Blueprint("comments", __name__, url_prefix="/v1", description="Submit comments and list published ones.")

@@ -9,10 +9,11 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from moderation.api.auth import ADMIN, MODERATOR, Blueprint, current_key
-from moderation.api.schemas import ARTICLE_ID, CommentOut, ErrorSchema, Highlight
+from moderation.api.schemas import CommentOut, ErrorSchema, Highlight
 from moderation.extensions import classifier, db
 from moderation.services import audit
 from moderation.services import queue as queue_service
+from moderation.text import ARTICLE_ID
 
 blp = Blueprint("moderation", __name__, url_prefix="/v1/moderation",
                 description="The moderators' queue, decisions, audit trail and figures.")

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Any
 
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
-# Bidirectional overrides and isolates let a comment display as something other than it says.
-_BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-_KEEP = {"\n", "\t"}
-ARTICLE_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
-
-
-def clean_text(raw: str) -> str:
-    """Return text as stored: NFC, line breaks unified, control characters and lone surrogates removed, trimmed."""
-    text = raw.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(
-        ch for ch in text
-        if ch in _KEEP or (unicodedata.category(ch) not in {"Cc", "Cs"} and ch not in _BIDI_CONTROLS)
-    )
-    return unicodedata.normalize("NFC", text).strip()
+from moderation.text import clean_text
 
 
 class CleanText(fields.String):

@@ -18,7 +18,7 @@ from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
 
 ARTIFACT_FORMAT = 1
 MAX_HIGHLIGHTS = 5
-MIN_HIGHLIGHT_WEIGHT = 0.05
+MIN_HIGHLIGHT_WEIGHT = 0.1
 
 
 class ModelError(Exception):

@@ -84,28 +84,43 @@ def _repeat_match(match: re.Match) -> str:
     return text[0] if text[0].isalpha() else text[:3]
 
 
-_Step = tuple[re.Pattern, "str | Callable[[re.Match], str]"]
+def _has(sub: str) -> Callable[[str], bool]:
+    return lambda text: sub in text
 
-# Applied in order. Each step is a regex and a replacement; lowercasing runs between
-# _PRE_STEPS and _POST_STEPS.
+
+def _not_ascii(text: str) -> bool:
+    return not text.isascii()
+
+
+def _has_url(text: str) -> bool:
+    return "://" in text or "www." in text.lower()
+
+
+_LEET_TRIGGER = re.compile(r"[013457@$]")
+
+# Applied in order: (guard, regex, replacement). A guard is a cheap test that is false only
+# when the regex cannot match, so skipping the step never changes the result.
+# Lowercasing runs between _PRE_STEPS and _POST_STEPS.
+_Step = tuple["Callable[[str], object] | None", re.Pattern, "str | Callable[[re.Match], str]"]
 _PRE_STEPS: list[_Step] = [
-    (re.compile(r"\|LBR\|"), " "),
-    (re.compile(r"(?i)\b(?:https?://|www\.)\S+"), f" {URL_TOKEN} "),
-    (re.compile(r"(?<![\w@])@\w+"), f" {USER_TOKEN} "),
-    (_INVISIBLE_RE, ""),
-    (_EMOJI_RE, _emoji_match),
+    (_has("|LBR|"), re.compile(r"\|LBR\|"), " "),
+    (_has_url, re.compile(r"(?i)\b(?:https?://|www\.)\S+"), f" {URL_TOKEN} "),
+    (_has("@"), re.compile(r"(?<![\w@])@\w+"), f" {USER_TOKEN} "),
+    (_not_ascii, _INVISIBLE_RE, ""),
+    (_not_ascii, _EMOJI_RE, _emoji_match),
 ]
 _POST_STEPS: list[_Step] = [
-    (re.compile("([aou])\u0308"), r"\1e"),
-    (re.compile(r"[^\x00-\x7f]"), _fold_match),
-    (re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
+    (_not_ascii, re.compile("([aou])\u0308"), r"\1e"),
+    (_not_ascii, re.compile(r"[^\x00-\x7f]"), _fold_match),
+    (_has("*"), re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
     # Single letters split by one repeated separator: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
-    (re.compile(r"(?<![\w@$])[\w@$](?:([ .\-_+])[\w@$])(?:\1[\w@$]){1,}(?![\w@$])"),
+    (None, re.compile(r"(?<![\w@$])[\w@$](?:([ .\-_+])[\w@$])(?:\1[\w@$]){1,}(?![\w@$])"),
      _join_letters),
-    (re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
-    (re.compile(r"(\S)\1{2,}"), _repeat_match),
-    (re.compile(r"(?<!\w)#(?=\w)"), ""),
-    (re.compile(r"\s{2,}|[^\S ]"), " "),
+    (_LEET_TRIGGER.search,
+     re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
+    (None, re.compile(r"(\S)\1{2,}"), _repeat_match),
+    (_has("#"), re.compile(r"(?<!\w)#(?=\w)"), ""),
+    (None, re.compile(r"\s{2,}|[^\S ]"), " "),
 ]
 
 
@@ -119,11 +134,13 @@ def _lower(text: str) -> str:
 
 def normalize(text: str) -> str:
     """Return the normalised form of `text` that the classifier's features are built on."""
-    for pattern, repl in _PRE_STEPS:
-        text = pattern.sub(repl, text)
+    for guard, pattern, repl in _PRE_STEPS:
+        if guard is None or guard(text):
+            text = pattern.sub(repl, text)
     text = _lower(text)
-    for pattern, repl in _POST_STEPS:
-        text = pattern.sub(repl, text)
+    for guard, pattern, repl in _POST_STEPS:
+        if guard is None or guard(text):
+            text = pattern.sub(repl, text)
     return text.strip()
 
 
@@ -163,11 +180,13 @@ def normalize_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
     """Return `normalize(text)` and, per normalised character, its original start and end."""
     starts = list(range(len(text)))
     ends = list(range(1, len(text) + 1))
-    for pattern, repl in _PRE_STEPS:
-        text, starts, ends = _sub_tracked(pattern, repl, text, starts, ends)
+    for guard, pattern, repl in _PRE_STEPS:
+        if guard is None or guard(text):
+            text, starts, ends = _sub_tracked(pattern, repl, text, starts, ends)
     lowered = _lower(text)
-    for pattern, repl in _POST_STEPS:
-        lowered, starts, ends = _sub_tracked(pattern, repl, lowered, starts, ends)
+    for guard, pattern, repl in _POST_STEPS:
+        if guard is None or guard(lowered):
+            lowered, starts, ends = _sub_tracked(pattern, repl, lowered, starts, ends)
     stripped = lowered.strip()
     left = len(lowered) - len(lowered.lstrip())
     return stripped, starts[left:left + len(stripped)], ends[left:left + len(stripped)]

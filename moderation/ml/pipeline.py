@@ -17,10 +17,10 @@ from moderation.ml.normalize import normalize
 DEFAULT_PARAMS: dict[str, Any] = {
     "word_ngram_range": (1, 2),
     "char_ngram_range": (2, 5),
-    "min_df": 2,
+    "min_df": 1,
     "max_df": 0.9,
-    "nb_alpha": None,
-    "C": 4.0,
+    "nb_alpha": 0.1,
+    "C": 2.0,
     "class_weight": "balanced",
     "normalize": True,
     "word_weight": 1.0,

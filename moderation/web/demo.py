@@ -10,11 +10,11 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
-from moderation.api.schemas import ARTICLE_ID, clean_text
 from moderation.extensions import classifier, db
 from moderation.models import Comment
 from moderation.services import articles
 from moderation.services import comments as comment_service
+from moderation.text import ARTICLE_ID, clean_text
 from moderation.web import security
 
 bp = Blueprint("demo", __name__, url_prefix="/demo", template_folder="templates")

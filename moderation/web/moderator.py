@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
 
-from moderation.api.schemas import ARTICLE_ID
 from moderation.db import utcnow
 from moderation.extensions import classifier, db
 from moderation.services import audit
 from moderation.services import queue as queue_service
+from moderation.text import ARTICLE_ID
 from moderation.web import present, security
 
 bp = Blueprint("moderator_pages", __name__, url_prefix="/moderation", template_folder="templates",

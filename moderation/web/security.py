@@ -39,6 +39,7 @@ ERROR_TEXTS: dict[int, tuple[str, str]] = {
                       "von einer anderen Person bearbeitet."),
     413: ("Zu groß", "Die gesendeten Daten sind zu groß."),
     422: ("Ungültige Eingabe", "Die Eingabe ist ungültig."),
+    429: ("Zu viele Anfragen", "Bitte warten Sie einen Moment und versuchen Sie es dann noch einmal."),
     500: ("Interner Fehler", "Etwas ist schiefgegangen. Der Fehler wurde protokolliert."),
     503: ("Nicht verfügbar", "Die Datenbank ist gerade nicht erreichbar. Bitte versuchen Sie es gleich noch einmal."),
 }

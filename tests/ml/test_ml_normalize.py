@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from moderation.ml.normalize import normalize, normalize_with_offsets, original_span
+from moderation.ml.normalize import (
+    _POST_STEPS,
+    _PRE_STEPS,
+    _lower,
+    normalize,
+    normalize_with_offsets,
+    original_span,
+)
 
 from .conftest import OBFUSCATED, random_texts
 
@@ -77,3 +84,17 @@ def test_offsets_map_words_back_to_original(text, word, original):
     begin = norm.index(word)
     start, end = original_span(starts, ends, begin, begin + len(word))
     assert text[start:end] == original
+
+
+def _normalize_without_guards(text: str) -> str:
+    for _, pattern, repl in _PRE_STEPS:
+        text = pattern.sub(repl, text)
+    text = _lower(text)
+    for _, pattern, repl in _POST_STEPS:
+        text = pattern.sub(repl, text)
+    return text.strip()
+
+
+@pytest.mark.parametrize("text", OBFUSCATED + random_texts(300, seed=2) + ["WWW.Example.org x", "a://b"])
+def test_guards_only_skip_steps_that_would_not_match(text):
+    assert normalize(text) == _normalize_without_guards(text)

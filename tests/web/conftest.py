@@ -6,21 +6,11 @@ import re
 
 import pytest
 
-from moderation import create_app, web
 from moderation.extensions import classifier, db
 from moderation.services import articles
 from moderation.services.comments import NewComment, submit_comment
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-def app(app_config: dict):
-    """The app of tests/conftest.py plus the pages (drop `web.init_app` once create_app calls it)."""
-    app = create_app(app_config)
-    web.init_app(app)
-    yield app
-    app.extensions["moderation.db"][0].dispose()
 
 
 def csrf_from(html: str) -> str:

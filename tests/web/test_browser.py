@@ -99,7 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
         built.tokens[role] = out.strip()
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "tests.web.wsgi_pages:app"]
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
     with running(command, env, f"{built.base}/moderation/login"):
         yield built
 

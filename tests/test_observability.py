@@ -1,0 +1,61 @@
+"""Request ids, JSON logs without personal data, Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from moderation.observability import JsonFormatter
+from tests.moderation_helpers import submit
+
+SECRET = "Geheimtext von Frau Quittenbaum"
+
+
+def test_request_id_is_echoed_or_made(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    made = client.get("/healthz").headers["X-Request-ID"]
+    assert len(made) == 32
+    hostile = client.get("/healthz", headers={"X-Request-ID": "x" * 500}).headers["X-Request-ID"]
+    assert hostile != "x" * 500 and len(hostile) == 32
+
+
+def test_logs_are_json_and_carry_no_text_names_or_tokens(client, auth, tokens, caplog):
+    caplog.set_level(logging.INFO)
+    submit(client, auth, text=SECRET, author_name="Zora Quittenbaum", author="zora-1")
+    client.post("/v1/articles/a/comments", headers=auth["backend"], data="{kaputt", content_type="application/json")
+    client.get("/v1/articles/a/comments?cursor=Quittenbaum")
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    assert lines
+    for line in lines:
+        entry = json.loads(line)
+        assert {"ts", "level", "logger", "event"} <= set(entry)
+        for secret in ("Quittenbaum", "Geheimtext", "zora-1", tokens["backend"], tokens["backend"][:12]):
+            assert secret not in line
+    access = [json.loads(line) for line in lines if '"event": "request"' in line]
+    assert {e["status"] for e in access} >= {201, 400}
+    assert all("request_id" in e and "duration_ms" in e and "route" in e for e in access)
+
+
+def test_metrics_endpoint(client, auth):
+    submit(client, auth)
+    client.get("/v1/articles/artikel-1/comments")
+    body = client.get("/metrics").get_data(as_text=True)
+    assert 'moderation_http_requests_total{endpoint="/v1/articles/<article_id>/comments",method="POST",status="201"}' \
+        in body
+    assert "moderation_http_request_duration_seconds_bucket" in body
+    assert "moderation_comments_total{status=" in body
+    assert "moderation_scoring_duration_seconds_count" in body
+    assert 'moderation_queue_size{queue="pending"}' in body
+    assert "moderation_model_info{version=" in body
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING"])
+def test_formatter_drops_unknown_extras(level):
+    record = logging.LogRecord("x", getattr(logging, level), __file__, 1, "event", None, None)
+    record.text = SECRET  # an extra nobody whitelisted
+    record.request_id = "r1"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["request_id"] == "r1" and SECRET not in json.dumps(entry)
