@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db import begin_write
 from moderation.models import REJECTED, AuthorBan, Comment, IdempotencyKey, ModerationAction, Report
+from moderation.services.outbox import record_status_change
 
 ERASED = "[erased]"
 
@@ -44,13 +45,15 @@ def erase_author(session: Session, author_id: str, *, admin: str) -> Erasure:
     comments = session.scalars(select(Comment).where(Comment.author_id == author_id)).all()
     ids = [c.id for c in comments]
     for comment in comments:
-        if comment.status != REJECTED:
-            session.add(ModerationAction(comment_id=comment.id, moderator=admin, from_status=comment.status,
+        previous = comment.status
+        if previous != REJECTED:
+            session.add(ModerationAction(comment_id=comment.id, moderator=admin, from_status=previous,
                                          to_status=REJECTED, reasons=["author_erased"]))
         comment.author_id = comment.author_name = ERASED
         comment.text = ""
         comment.status, comment.reasons, comment.category = REJECTED, ["author_erased"], None
         comment.claimed_by = comment.claimed_until = None
+        record_status_change(session, comment, previous, by_person=True, reasons=["author_erased"])
     if ids:
         session.execute(update(ModerationAction).where(ModerationAction.comment_id.in_(ids)).values(note=None))
         session.execute(update(Report).where(Report.comment_id.in_(ids)).values(note=None))

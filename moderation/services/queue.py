@@ -16,6 +16,7 @@ from moderation.errors import Conflict, InvalidInput
 from moderation.models import APPROVED, PENDING, REJECTED, Article, Comment, ModerationAction, Report
 from moderation.services.authors import AuthorHistory, histories
 from moderation.services.comments import find_article, get_comment
+from moderation.services.outbox import record_status_change
 
 PENDING_QUEUE, REPORTED_QUEUE = "pending", "reported"
 QUEUES = (PENDING_QUEUE, REPORTED_QUEUE)
@@ -156,5 +157,6 @@ def decide(
     comment.reported = False
     session.add(ModerationAction(comment_id=comment.id, moderator=moderator, from_status=previous,
                                  to_status=target, reasons=[f"moderator_{decision}"], note=reason))
+    record_status_change(session, comment, previous, by_person=True, reasons=[f"moderator_{decision}"])
     session.commit()
     return comment

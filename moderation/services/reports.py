@@ -12,6 +12,7 @@ from moderation.db import begin_write
 from moderation.errors import Conflict
 from moderation.models import APPROVED, PENDING, Comment, ModerationAction, Report
 from moderation.services.comments import get_comment
+from moderation.services.outbox import record_status_change
 
 
 @dataclass(frozen=True)
@@ -49,5 +50,6 @@ def report_comment(
         comment.status, comment.reported = PENDING, True
         session.add(ModerationAction(comment_id=comment.id, moderator=None, from_status=APPROVED,
                                      to_status=PENDING, reasons=["reported"]))
+        record_status_change(session, comment, APPROVED, by_person=False, reasons=["reported"])
     session.commit()
     return ReportResult(report, comment, duplicate=False)
