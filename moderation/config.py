@@ -90,6 +90,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Submissions per reader IP, when the backend forwards it in the `X-Reader-IP` header."),
     Setting("RATELIMIT_PER_KEY", str, "6000/minute",
             "All requests per API key (per client address for requests without a key)."),
+    Setting("WEBHOOK_URLS", str, "", "Comma-separated URLs of the news site that receive signed status events."),
+    Setting("WEBHOOK_SECRETS", str, "",
+            "Comma-separated secrets; each event is signed with all of them (rotate by adding the new one first)."),
+    Setting("WEBHOOK_TIMEOUT", float, 5.0, "Seconds to wait for a webhook endpoint."),
+    Setting("WEBHOOK_MAX_ATTEMPTS", _positive_int, 12, "Tries per event and endpoint before it is marked dead."),
+    Setting("CORAL_SIGNING_SECRETS", str, "",
+            "Comma-separated secrets of Coral's external moderation phase; any may match (rotation)."),
     Setting("DB_POOL_SIZE", _positive_int, 5, "Connections each worker keeps open to PostgreSQL."),
     Setting("LOG_LEVEL", str, "INFO", "Python logging level."),
 )

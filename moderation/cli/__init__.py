@@ -7,6 +7,7 @@ import click
 from moderation.cli.db import db
 from moderation.cli.keys import keys
 from moderation.cli.ml import evaluate, score, train
+from moderation.cli.webhooks import webhooks
 
 
 @click.group()
@@ -14,5 +15,5 @@ def cli() -> None:
     """Kommentare moderation service."""
 
 
-for command in (db, keys, train, evaluate, score):
+for command in (db, keys, train, evaluate, score, webhooks):
     cli.add_command(command)
