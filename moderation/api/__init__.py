@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Flask, request
 from flask_smorest import Api, abort
 
-from moderation.api import comments, desk, health, privacy, queue, scoring
+from moderation.api import comments, coral, desk, health, privacy, queue, scoring
 from moderation.api.errors import register_error_handlers
 from moderation.api.schemas import ErrorSchema
 
-BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, desk.blp, privacy.blp)
+BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, desk.blp, privacy.blp, coral.blp)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 OPENAPI_CONFIG = {
