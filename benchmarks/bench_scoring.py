@@ -30,14 +30,15 @@ DEFAULT_FILES = [DATA / "germeval2018" / "germeval2018.training.txt",
 SAMPLE = 2000
 
 RSS_PROBE = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 from moderation.ml import load_model
 model = load_model(sys.argv[2])
 texts = json.load(open(sys.argv[3], encoding="utf-8"))
 for text in texts:
     model.score(text)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: the latter inherits the parent's peak across fork + exec.
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))
 """
 
 

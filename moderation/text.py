@@ -9,6 +9,8 @@ from html.parser import HTMLParser
 # Bidirectional overrides and isolates let a comment display as something other than it says.
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 _KEEP = {"\n", "\t"}
+# Ids are 32-bit integers in every database we support; larger values can name nothing.
+MAX_ID = 2**31 - 1
 ARTICLE_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
 
 

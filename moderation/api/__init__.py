@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Flask, request
 from flask_smorest import Api, abort
+from werkzeug.routing import UnicodeConverter
 
-from moderation.api import comments, coral, desk, health, privacy, queue, scoring
+from moderation.api import comments, coral, desk, health, perspective, privacy, queue, scoring
 from moderation.api.errors import register_error_handlers
 from moderation.api.schemas import ErrorSchema
+from moderation.text import ARTICLE_ID
 
-BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, desk.blp, privacy.blp, coral.blp)
+BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, desk.blp, privacy.blp, coral.blp, perspective.blp)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 OPENAPI_CONFIG = {
@@ -29,6 +31,10 @@ class ModerationApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
 
+class ArticleIdConverter(UnicodeConverter):
+    """Routes any article id (the view answers 422 for a malformed one) and documents the accepted pattern."""
+
+
 def require_json_body() -> None:
     """Refuse a body that is not JSON with 415 before any view parses it."""
     if request.method in BODY_METHODS and request.path.startswith("/v1/") and not request.is_json:
@@ -43,6 +49,9 @@ def init_app(app: Flask) -> Api:
         "info": {"description": "Scores, routes and publishes reader comments of German news sites."},
     })
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    app.url_map.converters["article_id"] = ArticleIdConverter
+    api.register_converter(ArticleIdConverter, lambda _converter: {
+        "type": "string", "pattern": ARTICLE_ID.pattern, "minLength": 1, "maxLength": 200})
     app.before_request(require_json_body)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)

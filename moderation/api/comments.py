@@ -46,7 +46,7 @@ def idempotency(article_id: str, data: dict[str, Any]) -> service.Idempotency | 
     return service.Idempotency(current_key().id, key, fingerprint)
 
 
-@blp.route("/articles/<article_id>/comments")
+@blp.route("/articles/<article_id:article_id>/comments")
 class ArticleComments(MethodView):
     @blp.response(200, CommentPage)
     @blp.arguments(ListQuery, location="query", as_kwargs=True)
@@ -82,7 +82,7 @@ class ArticleComments(MethodView):
         return submission.comment
 
 
-@blp.route("/comments/<int:comment_id>")
+@blp.route("/comments/<int(max=2147483647):comment_id>")
 class CommentDetail(MethodView):
     @blp.response(200, CommentOut)
     @blp.requires(BACKEND, MODERATOR, ADMIN)

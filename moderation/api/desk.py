@@ -95,7 +95,7 @@ class WordListsView(MethodView):
         return result
 
 
-@blp.route("/articles/<article_id>/settings")
+@blp.route("/articles/<article_id:article_id>/settings")
 class Settings(MethodView):
     @blp.response(200, ArticleSettings)
     @blp.requires(MODERATOR, ADMIN)
@@ -111,7 +111,7 @@ class Settings(MethodView):
         return articles.update_settings(db.session, checked_article_id(article_id), **data)
 
 
-@blp.route("/comments/<int:comment_id>/reports")
+@blp.route("/comments/<int(max=2147483647):comment_id>/reports")
 class Reports(MethodView):
     @blp.response(201, ReportOut)
     @blp.requires(BACKEND, ADMIN)

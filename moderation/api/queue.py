@@ -13,7 +13,7 @@ from moderation.api.schemas import CommentOut, ErrorSchema, Highlight
 from moderation.extensions import classifier, db
 from moderation.services import audit
 from moderation.services import queue as queue_service
-from moderation.text import ARTICLE_ID
+from moderation.text import ARTICLE_ID, MAX_ID
 
 blp = Blueprint("moderation", __name__, url_prefix="/v1/moderation",
                 description="The moderators' queue, decisions, audit trail and figures.")
@@ -84,11 +84,11 @@ class ActionSchema(Schema):
 
 
 class AuditQuery(Schema):
-    comment_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    comment_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ID))
     moderator = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
     since = fields.AwareDateTime(load_default=None, default_timezone=None)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    before_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class AuditPage(Schema):
@@ -141,7 +141,7 @@ class Claim(MethodView):
         return {"comments": serialize_items(items)}
 
 
-@blp.route("/comments/<int:comment_id>/decision")
+@blp.route("/comments/<int(max=2147483647):comment_id>/decision")
 class Decision(MethodView):
     @blp.response(200, CommentOut)
     @blp.requires(MODERATOR, ADMIN)

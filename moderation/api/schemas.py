@@ -7,7 +7,7 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
-from moderation.text import clean_text
+from moderation.text import MAX_ID, clean_text
 
 
 class CleanText(fields.String):
@@ -48,7 +48,8 @@ class CommentIn(Schema):
     author_name = CleanText(limit_key="MAX_AUTHOR_NAME_LENGTH", required=True, metadata={"example": "Leserin K."})
     text = CleanText(limit_key="MAX_TEXT_LENGTH", required=True,
                      metadata={"example": "Danke für den ausgewogenen Artikel!"})
-    parent_id = fields.Integer(strict=True, load_default=None, allow_none=True, validate=validate.Range(min=1),
+    parent_id = fields.Integer(strict=True, load_default=None, allow_none=True,
+                               validate=validate.Range(min=1, max=MAX_ID),
                                metadata={"description": "Id of the comment this replies to (same article)."})
 
 

@@ -64,6 +64,10 @@ def _emoji_match(match: re.Match) -> str:
     return " " + _EMOJI_WORDS.get(match.group(), EMOJI_TOKEN) + " "
 
 
+def _umlaut_match(match: re.Match) -> str:
+    return match.group(1) + "e"
+
+
 def _join_letters(match: re.Match) -> str:
     return match.group()[::2]
 
@@ -110,7 +114,7 @@ _PRE_STEPS: list[_Step] = [
     (_not_ascii, _EMOJI_RE, _emoji_match),
 ]
 _POST_STEPS: list[_Step] = [
-    (_not_ascii, re.compile("([aou])\u0308"), r"\1e"),
+    (_not_ascii, re.compile("([aou])\u0308"), _umlaut_match),
     (_not_ascii, re.compile(r"[^\x00-\x7f]"), _fold_match),
     (_has("*"), re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
     # Single letters split by one repeated separator: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
@@ -152,7 +156,8 @@ def _sub_tracked(pattern: re.Pattern, repl, text: str, starts: list[int], ends: 
     pos = 0
     for match in pattern.finditer(text):
         begin, end = match.span()
-        replacement = repl(match) if callable(repl) else match.expand(repl)
+        # Replacement strings are literals (templates would need match.expand, which is slow).
+        replacement = repl(match) if callable(repl) else repl
         pieces.append(text[pos:begin])
         new_starts.extend(starts[pos:begin])
         new_ends.extend(ends[pos:begin])

@@ -121,7 +121,7 @@ def queue() -> Any:
     )
 
 
-@bp.post("/comments/<int:comment_id>/decision")
+@bp.post("/comments/<int(max=2147483647):comment_id>/decision")
 def decide(comment_id: int) -> Any:
     """Approve or reject a comment as the signed-in moderator (form post or the queue's script)."""
     decision = request.form.get("decision", "")
