@@ -70,6 +70,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", str, None, "Signs session cookies; required in production."),
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
+    Setting("MODEL_RELOAD_SECONDS", float, 2.0,
+            "How often each worker checks MODEL_DIR/CURRENT for a promoted version (0: never)."),
     Setting("APPROVE_THRESHOLD", _fraction, None,
             "Toxicity below this publishes at once; default: the model's calibrated value."),
     Setting("REJECT_THRESHOLD", _fraction, None,

@@ -19,6 +19,7 @@ import requests
 from sqlalchemy import select
 
 from moderation.db import make_engine
+from moderation.ml.registry import serving_dir
 from moderation.models import Comment
 from tests.conftest import SHIPPED_MODEL
 from tests.servers import ROOT, free_port, running, service_env
@@ -189,8 +190,9 @@ def test_killed_worker_loses_no_acknowledged_comment(backend, tmp_path, request)
 def test_corrupt_model_refuses_to_start(tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, broken)
-    metadata = json.loads((broken / "metadata.json").read_text())
-    artifact = broken / metadata["artifact"]["file"]
+    serving = serving_dir(broken)
+    metadata = json.loads((serving / "metadata.json").read_text())
+    artifact = serving / metadata["artifact"]["file"]
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
@@ -198,4 +200,4 @@ def test_corrupt_model_refuses_to_start(tmp_path):
                       MODERATION_MODEL_DIR=str(broken))
     result = subprocess.run(["./boot.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "SHA-256" in result.stderr and str(broken) in result.stderr
+    assert "SHA-256" in result.stderr and str(artifact) in result.stderr

@@ -12,7 +12,7 @@ def test_healthz(client):
 def test_readyz_names_model_version(app, client):
     body = client.get("/readyz").json
     assert body["status"] == "ready" and body["database"] == "ok"
-    assert body["model_version"] == app.extensions["moderation.classifier"][0].version
+    assert body["model_version"] == app.extensions["moderation.classifier"].serving.model.version
 
 
 def test_readyz_is_503_when_database_is_gone(tiny_model_dir, tmp_path, make_app):

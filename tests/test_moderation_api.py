@@ -197,7 +197,7 @@ def test_stats_count_automation_and_overrules(app, client, auth):
     assert stats["decided_without_person"] == automatic
     assert stats["automation_rate"] == round(automatic / 5, 4)
     assert stats["human_decisions"] == 2
-    threshold = app.extensions["moderation.classifier"][0].decision_threshold
+    threshold = app.extensions["moderation.classifier"].serving.model.decision_threshold
     expected_overruled = sum(
         (held[i]["toxicity"] >= threshold) != (decision == "reject")
         for i, decision in ((0, "approve"), (1, "reject"))

@@ -29,7 +29,8 @@ class Ready(MethodView):
     @blp.alt_response(503, schema=Health, description="Database unreachable or no model loaded")
     def get(self) -> Any:
         """Answer 200 when the database answers and a model is loaded; name the model version."""
-        model = classifier.model
+        holder = classifier.holder
+        model = holder.serving.model
         try:
             db.session.execute(text("SELECT 1"))
             database = "ok"
@@ -37,6 +38,8 @@ class Ready(MethodView):
             db.session.rollback()
             database = f"unreachable: {type(exc).__name__}"
         body = {"status": "ready", "database": database, "model_version": model.version if model else None}
+        if holder.error:
+            body["model_error"] = holder.error  # the old model keeps serving
         if database != "ok" or model is None:
             body["status"] = "not_ready"
             return body, 503

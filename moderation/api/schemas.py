@@ -116,4 +116,5 @@ class Health(Schema):
     status = fields.String(required=True)
     database = fields.String()
     model_version = fields.String(allow_none=True)
+    model_error = fields.String(metadata={"description": "A promoted model that was refused; the old one serves."})
     detail = fields.String()

@@ -144,8 +144,17 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
 
 
 def load_model(model_dir: str | Path) -> LoadedModel:
-    """Load a model folder, refusing an artifact whose SHA-256 differs from the recorded one."""
+    """Load a model folder, refusing an artifact whose SHA-256 differs from the recorded one.
+
+    A model root with versions (see `moderation.ml.registry`) loads its serving version.
+    """
     model_dir = Path(model_dir)
+    pointer = model_dir / "CURRENT"
+    if pointer.is_file():
+        version = pointer.read_text(encoding="utf-8").strip()
+        if not version or "/" in version or version.startswith("."):
+            raise ModelError(f"{pointer} names no valid version")
+        model_dir = model_dir / "versions" / version
     metadata = read_metadata(model_dir)
     artifact_meta = metadata["artifact"]
     name = str(artifact_meta.get("file", ""))
