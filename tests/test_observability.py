@@ -43,8 +43,8 @@ def test_metrics_endpoint(client, auth):
     submit(client, auth)
     client.get("/v1/articles/artikel-1/comments")
     body = client.get("/metrics").get_data(as_text=True)
-    assert 'moderation_http_requests_total{endpoint="/v1/articles/<article_id:article_id>/comments",method="POST",status="201"}' \
-        in body
+    route = "/v1/articles/<article_id:article_id>/comments"
+    assert f'moderation_http_requests_total{{endpoint="{route}",method="POST",status="201"}}' in body
     assert "moderation_http_request_duration_seconds_bucket" in body
     assert "moderation_comments_total{status=" in body
     assert "moderation_scoring_duration_seconds_count" in body
