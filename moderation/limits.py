@@ -15,10 +15,19 @@ from flask import Flask, current_app, request
 from flask_limiter import Limiter
 
 
-def _client_key() -> str:
+def _token() -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer ") and header[7:].strip():
-        return "key:" + hashlib.sha256(header[7:].strip().encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return header[7:].strip()
+    if request.path.startswith("/v1alpha1/"):  # Perspective clients send the key as ?key= or X-Goog-Api-Key
+        return request.args.get("key") or request.headers.get("X-Goog-Api-Key") or None
+    return None
+
+
+def _client_key() -> str:
+    token = _token()
+    if token:
+        return "key:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return "addr:" + (request.remote_addr or "unknown")
 
 

@@ -11,17 +11,25 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import current_app, g, request
 from flask.views import MethodView
-from marshmallow import Schema, fields, validate
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from moderation.api.auth import BACKEND, Blueprint
-from moderation.api.perspective_discovery import API_VERSION, SCORE_TYPES, TEXT_TYPES, discovery_document
+from moderation.api.perspective_discovery import (
+    API_VERSION,
+    AnalyzeCommentRequest,
+    AnalyzeCommentResponse,
+    PerspectiveErrorBody,
+    SuggestCommentScoreRequest,
+    SuggestCommentScoreResponse,
+    discovery_document,
+)
 from moderation.errors import ModerationError
 from moderation.extensions import classifier, db
 from moderation.ml import Highlight
@@ -29,6 +37,7 @@ from moderation.services.feedback import record_feedback
 from moderation.services.keys import authenticate
 from moderation.text import clean_text, html_to_text
 
+log = logging.getLogger(__name__)
 blp = Blueprint("perspective", __name__, description="Perspective API drop-in (for Coral and Google's clients).")
 
 SOURCE = "perspective"
@@ -60,98 +69,12 @@ def _unsupported(attribute: str, languages: Iterable[str]) -> PerspectiveError:
     return PerspectiveError(400, f"Attribute {attribute} does not support request languages: {','.join(languages)}")
 
 
-# --- schemas (validation and the OpenAPI document; the discovery document is in perspective_discovery) ---
-
-class PerspectiveTextEntry(Schema):
-    text = fields.String(allow_none=True)
-    type = fields.String(allow_none=True, validate=validate.OneOf(TEXT_TYPES))
-
-
-class ArticleAndParentComment(Schema):
-    article = fields.Nested(PerspectiveTextEntry, allow_none=True)
-    parent_comment = fields.Nested(PerspectiveTextEntry, allow_none=True, data_key="parentComment")
-
-
-class PerspectiveContext(Schema):
-    entries = fields.List(fields.Nested(PerspectiveTextEntry), allow_none=True)
-    article_and_parent_comment = fields.Nested(ArticleAndParentComment, allow_none=True,
-                                               data_key="articleAndParentComment")
-
-
-class AttributeParameters(Schema):
-    score_type = fields.String(allow_none=True, data_key="scoreType", validate=validate.OneOf(SCORE_TYPES))
-    score_threshold = fields.Float(allow_none=True, data_key="scoreThreshold", validate=validate.Range(0, 1))
-
-
-class PerspectiveScore(Schema):
-    value = fields.Float(required=True)
-    type = fields.String(validate=validate.OneOf(SCORE_TYPES))
-
-
-class SpanScore(Schema):
-    begin = fields.Integer(required=True)
-    end = fields.Integer(required=True)
-    score = fields.Nested(PerspectiveScore, required=True)
-
-
-class AttributeScores(Schema):
-    summary_score = fields.Nested(PerspectiveScore, data_key="summaryScore")
-    span_scores = fields.List(fields.Nested(SpanScore), data_key="spanScores")
-
-
-class _CommentRequest(Schema):
-    comment = fields.Nested(PerspectiveTextEntry, allow_none=True)
-    context = fields.Nested(PerspectiveContext, allow_none=True)
-    languages = fields.List(fields.String(), allow_none=True)
-    client_token = fields.String(allow_none=True, data_key="clientToken")
-    session_id = fields.String(allow_none=True, data_key="sessionId")
-    community_id = fields.String(allow_none=True, data_key="communityId")
-
-
-class AnalyzeCommentRequest(_CommentRequest):
-    requested_attributes = fields.Dict(keys=fields.String(), values=fields.Nested(AttributeParameters),
-                                       allow_none=True, data_key="requestedAttributes")
-    do_not_store = fields.Boolean(allow_none=True, data_key="doNotStore")
-    span_annotations = fields.Boolean(allow_none=True, data_key="spanAnnotations")
-
-
-class AnalyzeCommentResponse(Schema):
-    attribute_scores = fields.Dict(keys=fields.String(), values=fields.Nested(AttributeScores),
-                                   data_key="attributeScores")
-    languages = fields.List(fields.String())
-    detected_languages = fields.List(fields.String(), data_key="detectedLanguages")
-    client_token = fields.String(data_key="clientToken")
-
-
-class SuggestCommentScoreRequest(_CommentRequest):
-    attribute_scores = fields.Dict(keys=fields.String(), values=fields.Nested(AttributeScores),
-                                   allow_none=True, data_key="attributeScores")
-
-
-class SuggestCommentScoreResponse(Schema):
-    detected_languages = fields.List(fields.String(), data_key="detectedLanguages")
-    requested_languages = fields.List(fields.String(), data_key="requestedLanguages")
-    client_token = fields.String(data_key="clientToken")
-
-
-class PerspectiveErrorDetail(Schema):
-    code = fields.Integer(required=True, metadata={"example": 400})
-    message = fields.String(required=True)
-    status = fields.String(required=True, metadata={"example": "INVALID_ARGUMENT"})
-
-
-class PerspectiveErrorBody(Schema):
-    """Google's error shape, used by the Perspective endpoints only."""
-
-    error = fields.Nested(PerspectiveErrorDetail, required=True)
-
-
 # --- errors: Google's shape for everything that goes wrong on these endpoints ---
 
 def error_response(code: int, message: str, headers: dict | None = None) -> tuple[dict, int, dict]:
     """Build Google's error shape."""
-    return {"error": {"code": code, "message": message, "status": GOOGLE_STATUS.get(code, "UNKNOWN")}}, code, \
-        headers or {}
+    body = {"error": {"code": code, "message": message, "status": GOOGLE_STATUS.get(code, "UNKNOWN")}}
+    return body, code, headers or {}
 
 
 def _flatten(messages: Any, path: str = "") -> list[str]:
@@ -186,9 +109,9 @@ def _http_error(error: HTTPException) -> tuple[dict, int, dict]:
 def _database_error(error: DBAPIError) -> tuple[dict, int, dict]:
     db.session.rollback()
     if error.connection_invalidated or "connect" in str(error.orig).lower():
-        current_app.logger.error("database_unavailable", extra={"path": request.path})
+        log.error("database_unavailable", extra={"path": request.path})
         return error_response(503, "The service is currently unavailable.", {"Retry-After": "5"})
-    current_app.logger.exception("database_error", extra={"path": request.path})
+    log.exception("database_error", extra={"path": request.path})
     return error_response(500, "Internal error encountered.")
 
 

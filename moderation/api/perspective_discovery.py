@@ -1,7 +1,8 @@
-"""The Google API discovery document of our Perspective drop-in (`commentanalyzer` v1alpha1).
+"""The wire format of our Perspective drop-in (`commentanalyzer` v1alpha1): schemas and discovery document.
 
-Google's client libraries build their `comments().analyze()` and `comments().suggestscore()` methods from this
-document, so it mirrors the names and shapes of Perspective's own document; `rootUrl` points at this server.
+The marshmallow schemas validate requests and feed our OpenAPI document. The discovery document is what
+Google's client libraries build `comments().analyze()` and `comments().suggestscore()` from, so it mirrors
+the names and shapes of Perspective's own document; its `rootUrl` points at this server.
 """
 
 from __future__ import annotations
@@ -9,8 +10,101 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
-API_NAME, API_VERSION = "commentanalyzer", "v1alpha1"
+from marshmallow import Schema, fields, validate
 
+API_NAME, API_VERSION = "commentanalyzer", "v1alpha1"
+SCORE_TYPES = ["SCORE_TYPE_UNSPECIFIED", "PROBABILITY", "STD_DEV_SCORE", "PERCENTILE", "RAW"]
+TEXT_TYPES = ["TEXT_TYPE_UNSPECIFIED", "PLAIN_TEXT", "HTML"]
+
+
+# --- marshmallow schemas: validation of requests and the OpenAPI document ---
+
+class PerspectiveTextEntry(Schema):
+    text = fields.String(allow_none=True)
+    type = fields.String(allow_none=True, validate=validate.OneOf(TEXT_TYPES))
+
+
+class ArticleAndParentComment(Schema):
+    article = fields.Nested(PerspectiveTextEntry, allow_none=True)
+    parent_comment = fields.Nested(PerspectiveTextEntry, allow_none=True, data_key="parentComment")
+
+
+class PerspectiveContext(Schema):
+    entries = fields.List(fields.Nested(PerspectiveTextEntry), allow_none=True)
+    article_and_parent_comment = fields.Nested(ArticleAndParentComment, allow_none=True,
+                                               data_key="articleAndParentComment")
+
+
+class AttributeParameters(Schema):
+    score_type = fields.String(allow_none=True, data_key="scoreType", validate=validate.OneOf(SCORE_TYPES))
+    score_threshold = fields.Float(allow_none=True, data_key="scoreThreshold", validate=validate.Range(0, 1))
+
+
+class PerspectiveScore(Schema):
+    value = fields.Float(required=True)
+    type = fields.String(validate=validate.OneOf(SCORE_TYPES))
+
+
+class SpanScore(Schema):
+    begin = fields.Integer(required=True)
+    end = fields.Integer(required=True)
+    score = fields.Nested(PerspectiveScore, required=True)
+
+
+class AttributeScores(Schema):
+    summary_score = fields.Nested(PerspectiveScore, data_key="summaryScore")
+    span_scores = fields.List(fields.Nested(SpanScore), data_key="spanScores")
+
+
+class _CommentRequest(Schema):
+    comment = fields.Nested(PerspectiveTextEntry, allow_none=True)
+    context = fields.Nested(PerspectiveContext, allow_none=True)
+    languages = fields.List(fields.String(), allow_none=True)
+    client_token = fields.String(allow_none=True, data_key="clientToken")
+    session_id = fields.String(allow_none=True, data_key="sessionId")
+    community_id = fields.String(allow_none=True, data_key="communityId")
+
+
+class AnalyzeCommentRequest(_CommentRequest):
+    requested_attributes = fields.Dict(keys=fields.String(), values=fields.Nested(AttributeParameters),
+                                       allow_none=True, data_key="requestedAttributes")
+    do_not_store = fields.Boolean(allow_none=True, data_key="doNotStore")
+    span_annotations = fields.Boolean(allow_none=True, data_key="spanAnnotations")
+
+
+class AnalyzeCommentResponse(Schema):
+    attribute_scores = fields.Dict(keys=fields.String(), values=fields.Nested(AttributeScores),
+                                   data_key="attributeScores")
+    languages = fields.List(fields.String())
+    detected_languages = fields.List(fields.String(), data_key="detectedLanguages")
+    client_token = fields.String(data_key="clientToken")
+
+
+class SuggestCommentScoreRequest(_CommentRequest):
+    attribute_scores = fields.Dict(keys=fields.String(), values=fields.Nested(AttributeScores),
+                                   allow_none=True, data_key="attributeScores")
+
+
+class SuggestCommentScoreResponse(Schema):
+    detected_languages = fields.List(fields.String(), data_key="detectedLanguages")
+    requested_languages = fields.List(fields.String(), data_key="requestedLanguages")
+    client_token = fields.String(data_key="clientToken")
+
+
+class PerspectiveErrorDetail(Schema):
+    code = fields.Integer(required=True, metadata={"example": 400})
+    message = fields.String(required=True)
+    status = fields.String(required=True, metadata={"example": "INVALID_ARGUMENT"})
+
+
+class PerspectiveErrorBody(Schema):
+    """Google's error shape, used by the Perspective endpoints only."""
+
+    error = fields.Nested(PerspectiveErrorDetail, required=True)
+
+
+
+# --- the discovery document ---
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": name}
@@ -31,9 +125,6 @@ def _map(description: str, value: str) -> dict[str, Any]:
 def _object(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
     return {"id": name, "type": "object", "description": description, "properties": properties}
 
-
-SCORE_TYPES = ["SCORE_TYPE_UNSPECIFIED", "PROBABILITY", "STD_DEV_SCORE", "PERCENTILE", "RAW"]
-TEXT_TYPES = ["TEXT_TYPE_UNSPECIFIED", "PLAIN_TEXT", "HTML"]
 
 _PARAMETERS = {
     "key": _string("API key: a Kommentare key with the backend role.", location="query"),
