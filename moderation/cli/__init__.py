@@ -7,6 +7,7 @@ import click
 from moderation.cli.db import db
 from moderation.cli.keys import keys
 from moderation.cli.ml import evaluate, score, train
+from moderation.cli.models import models, retrain
 from moderation.cli.webhooks import webhooks
 
 
@@ -15,5 +16,5 @@ def cli() -> None:
     """Kommentare moderation service."""
 
 
-for command in (db, keys, train, evaluate, score, webhooks):
+for command in (db, keys, train, evaluate, score, retrain, models, webhooks):
     cli.add_command(command)

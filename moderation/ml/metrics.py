@@ -74,8 +74,10 @@ def best_macro_f1_threshold(y_true, scores) -> float:
     return best
 
 
-def routing_thresholds(y_true, scores, decision: float) -> dict[str, Any]:
-    """Choose approve/reject thresholds: <=2% offensive among approved, >=95% among rejected."""
+def routing_thresholds(y_true, scores, decision: float, *, max_leak: float = APPROVE_MAX_OFFENSIVE,
+                       min_reject_precision: float = REJECT_MIN_PRECISION) -> dict[str, Any]:
+    """Choose approve/reject thresholds: at most `max_leak` offensive among approved, at least
+    `min_reject_precision` offensive among rejected (defaults 2% and 95%)."""
     y_true = np.asarray(y_true, dtype=int)
     scores = np.asarray(scores, dtype=float)
     order = np.argsort(scores, kind="stable")
@@ -88,7 +90,7 @@ def routing_thresholds(y_true, scores, decision: float) -> dict[str, Any]:
         t = s[k + 1] if k + 1 < n else 1.0
         if k + 1 < n and s[k + 1] == s[k]:
             continue
-        if k + 1 >= MIN_ROUTED and positives_below[k] / (k + 1) <= APPROVE_MAX_OFFENSIVE:
+        if k + 1 >= MIN_ROUTED and positives_below[k] / (k + 1) <= max_leak:
             approve = float(t)
     # rejected = scores >= t: the smallest t whose rejected set is precise enough.
     reject = 1.0
@@ -97,7 +99,7 @@ def routing_thresholds(y_true, scores, decision: float) -> dict[str, Any]:
         if k > 0 and s[k - 1] == s[k]:
             continue
         count = n - k
-        if count >= MIN_ROUTED and positives_above[k] / count >= REJECT_MIN_PRECISION:
+        if count >= MIN_ROUTED and positives_above[k] / count >= min_reject_precision:
             reject = float(s[k])
     approve = min(approve, decision)
     reject = max(reject, decision)
@@ -106,8 +108,8 @@ def routing_thresholds(y_true, scores, decision: float) -> dict[str, Any]:
     return {
         "approve_threshold": approve,
         "reject_threshold": reject,
-        "approve_max_offensive": APPROVE_MAX_OFFENSIVE,
-        "reject_min_precision": REJECT_MIN_PRECISION,
+        "approve_max_offensive": max_leak,
+        "reject_min_precision": min_reject_precision,
         "out_of_fold": {
             "approved_share": float(approved.mean()) if n else 0.0,
             "approved_offensive_rate": float(y_true[approved].mean()) if approved.any() else None,

@@ -1,0 +1,153 @@
+"""Hot reload under load on a real gunicorn: a promotion switches every worker with no failed request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from moderation.ml import train_and_save
+from moderation.ml.registry import POINTER, adopt_plain_folder, read_pointer
+from tests.conftest import FRIENDLY, TOXIC
+from tests.servers import ROOT, free_port, running, service_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def two_versions(tmp_path: Path) -> tuple[Path, str, str]:
+    """A model root serving v1, with v2 stored beside it."""
+    root = tmp_path / "models"
+    train_and_save(FRIENDLY + TOXIC, [0] * len(FRIENDLY) + [1] * len(TOXIC), root, seed=0)
+    first = adopt_plain_folder(root)
+    extra = ["Schöner Artikel, danke!", "Du Vollpfosten, halt den Mund."]
+    staged = tmp_path / "v2"
+    meta = train_and_save(FRIENDLY + TOXIC + extra, [0] * len(FRIENDLY) + [1] * len(TOXIC) + [0, 1], staged, seed=1)
+    target = root / "versions" / meta["version"]
+    staged.rename(target)
+    assert meta["version"] != first
+    return root, first, meta["version"]
+
+
+def start(tmp_path: Path, root: Path, workers: int, threads: int):
+    port = free_port()
+    env = service_env(PORT=str(port), MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'reload.db'}",
+                      MODERATION_MODEL_DIR=str(root), MODERATION_MODEL_RELOAD_SECONDS="0.5",
+                      MODERATION_RATELIMIT_ENABLED="0", WEB_CONCURRENCY=str(workers), GUNICORN_THREADS=str(threads),
+                      MODERATION_APPROVE_THRESHOLD="0.35", MODERATION_REJECT_THRESHOLD="0.65",
+                      SERVER_LOG=str(tmp_path / "server.log"))
+    return port, env
+
+
+def key(env) -> dict[str, str]:
+    token = subprocess.run([sys.executable, "-m", "moderation", "keys", "create", "--role", "backend", "--name",
+                            f"k{time.monotonic_ns()}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Load:
+    """Threads that keep submitting comments and record (comment id, model version) or the failure."""
+
+    def __init__(self, base: str, headers: dict[str, str], threads: int) -> None:
+        self.base, self.headers = base, headers
+        self.answers: list[tuple[int, str]] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        for i in range(2000):  # bounded
+            if self.stop.is_set():
+                return
+            try:
+                response = requests.post(f"{self.base}/v1/articles/last/comments", headers=self.headers, timeout=10,
+                                         json={"author_id": f"t{worker}-{i}", "author_name": "L",
+                                               "text": f"{FRIENDLY[i % len(FRIENDLY)]} ({worker}/{i})"})
+                with self.lock:
+                    if response.status_code == 201:
+                        self.answers.append((response.json()["id"], response.json()["model_version"]))
+                    else:
+                        self.failures.append(f"{response.status_code} {response.text[:200]}")
+            except requests.RequestException as exc:
+                with self.lock:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def wait_for(self, condition, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert condition(), "condition not reached in time"
+
+
+def promote(env, root, version) -> None:
+    subprocess.run([sys.executable, "-m", "moderation", "models", "promote", version, "--model-dir", str(root)],
+                   cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+
+
+def test_promotion_switches_once_under_load_with_no_failed_request(two_versions, tmp_path):
+    root, first, second = two_versions
+    # One sync worker handles requests one at a time, so comment ids order the answers as served.
+    port, env = start(tmp_path, root, workers=1, threads=1)
+    base = f"http://127.0.0.1:{port}"
+    with running(["./boot.sh"], env, f"{base}/readyz"):
+        with Load(base, key(env), threads=4) as load:
+            load.wait_for(lambda: len(load.answers) >= 40)
+            promote(env, root, second)
+            load.wait_for(lambda: sum(v == second for _, v in load.answers) >= 60)
+        assert requests.get(f"{base}/readyz", timeout=5).json()["model_version"] == second
+    assert load.failures == []
+    versions = [v for _, v in sorted(load.answers)]
+    switches = sum(a != b for a, b in zip(versions, versions[1:], strict=False))
+    assert versions[0] == first and versions[-1] == second and switches == 1
+
+
+def test_every_worker_switches_and_a_broken_version_is_refused(two_versions, tmp_path):
+    root, first, second = two_versions
+    port, env = start(tmp_path, root, workers=2, threads=1)
+    base = f"http://127.0.0.1:{port}"
+    with running(["./boot.sh"], env, f"{base}/readyz"):
+        with Load(base, key(env), threads=4) as load:
+            load.wait_for(lambda: len(load.answers) >= 20)
+            promote(env, root, second)
+            # Both workers have switched once 40 answers in a row come from the new version.
+            load.wait_for(lambda: len(load.answers) > 40 and all(v == second for _, v in load.answers[-40:]))
+
+            # A version whose artifact was tampered with, made current behind the CLI's back.
+            broken = root / "versions" / "kaputt"
+            broken.mkdir()
+            meta = json.loads((root / "versions" / first / "metadata.json").read_text())
+            meta["version"] = "kaputt"
+            (broken / "metadata.json").write_text(json.dumps(meta))
+            (broken / "model.joblib").write_bytes((root / "versions" / first / "model.joblib").read_bytes() + b"!")
+            (root / "next").write_text("kaputt\n")
+            os.replace(root / "next", root / POINTER)
+            load.wait_for(lambda: "model_error" in requests.get(f"{base}/readyz", timeout=5).json())
+            count = len(load.answers)
+            load.wait_for(lambda: len(load.answers) >= count + 40)
+        ready = requests.get(f"{base}/readyz", timeout=5)
+    assert load.failures == []
+    assert ready.status_code == 200 and ready.json()["model_version"] == second
+    assert "SHA-256" in ready.json()["model_error"] and "kaputt" in ready.json()["model_error"]
+    assert {v for _, v in load.answers[-40:]} == {second}
+    assert read_pointer(root) == "kaputt"
+    log = (tmp_path / "server.log").read_text()
+    assert "model_reload_refused" in log
