@@ -63,12 +63,13 @@ def write_retrain_report(out_dir: str | Path, y, scores: dict[str, np.ndarray], 
         f"<td>{m['threshold']:.3f}</td></tr>" for v, m in metrics.items())
     held = routing["held_out"]
     verdict = "promoted" if gate["passed"] or gate["forced"] else "not promoted"
+    compared = f"{html.escape(gate['compared_on'])}, {gate['compared_rows']} rows"
+    forced_note = f" — forced: {html.escape(str(gate['reason']))}" if gate["forced"] else ""
     page = f"""<!doctype html><meta charset="utf-8"><title>Retraining report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}}td,th{{padding:.2rem .8rem}}</style>
 <h1>Retraining report</h1>
 <p><b>Candidate {verdict}</b>: macro-F1 {gate['candidate']:.4f} against {gate['current']:.4f}
-(Δ {gate['delta']:+.4f}, tolerance {gate['tolerance']}){' — forced: ' + html.escape(str(gate['reason']))
-                                                        if gate['forced'] else ''}.
+(Δ {gate['delta']:+.4f}, tolerance {gate['tolerance']}; compared on {compared}){forced_note}.
 Held-out slice: {gate['held_out_rows']} rows, {gate['held_out_decisions']} of them moderator decisions.</p>
 <table><tr><th>model</th><th>macro-F1</th><th>ROC-AUC</th><th>decision threshold</th></tr>{rows}</table>
 <h2>Routing of the candidate (calibrated on the slice)</h2>

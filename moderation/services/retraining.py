@@ -103,12 +103,22 @@ def retrain(
     )
     candidate = load_model(staging)
     current = load_serving(root)
+    # A model trained before this loop (the shipped one) saw the base rows of the slice: comparing on them
+    # would favour it unfairly, so the gate then looks at the held-out decisions alone.
+    current_saw_slice = not (current.metadata.get("holdout") or {}).get("excluded", False)
+    gate_rows = [i for i in holdout if i.key.startswith(("comment:", "feedback:"))] if current_saw_slice else holdout
+    if len({i.label for i in gate_rows}) < 2:
+        raise ValueError(f"the gate needs both classes among its {len(gate_rows)} held-out rows"
+                         + (" (held-out decisions only, since the serving model trained on the base slice)"
+                            if current_saw_slice else ""))
     y = np.asarray([i.label for i in holdout])
     texts = [i.text for i in holdout]
     say(f"scoring the held-out slice with {current.version} and the candidate")
     cand_scores, cur_scores = _scores(candidate, texts), _scores(current, texts)
-    cand_metrics = classification_metrics(y, cand_scores, candidate.decision_threshold)
-    cur_metrics = classification_metrics(y, cur_scores, current.decision_threshold)
+    gate_keys = {i.key for i in gate_rows}
+    in_gate = np.asarray([i.key in gate_keys for i in holdout])
+    cand_metrics = classification_metrics(y[in_gate], cand_scores[in_gate], candidate.decision_threshold)
+    cur_metrics = classification_metrics(y[in_gate], cur_scores[in_gate], current.decision_threshold)
 
     routing = {**routing_thresholds(y, cand_scores, candidate.decision_threshold, max_leak=max_leak,
                                     min_reject_precision=min_reject_precision), "source": "held-out slice"}
@@ -121,8 +131,13 @@ def retrain(
     gate = {"metric": "macro_f1", "candidate": cand_metrics["macro_f1"], "current": cur_metrics["macro_f1"],
             "delta": delta, "tolerance": tolerance, "passed": passed, "forced": force and not passed,
             "reason": force_reason if force and not passed else None, "compared_with": current.version,
-            "held_out_rows": len(holdout), "held_out_decisions": sum(in_holdout(d.key) for d in decisions)}
-    metadata.update(routing=routing, gate=gate, held_out_metrics=cand_metrics)
+            "held_out_rows": len(holdout), "held_out_decisions": sum(in_holdout(d.key) for d in decisions),
+            "compared_on": "held-out decisions only (the serving model trained on the base slice)"
+            if current_saw_slice else "whole held-out slice", "compared_rows": int(in_gate.sum())}
+    metadata.update(routing=routing, gate=gate, held_out_metrics=cand_metrics,
+                    holdout={"excluded": True, "share": HOLDOUT_SHARE,
+                             "rule": "sha256(key)[:8] < share * 2**32; keys comment:<id>, feedback:<sha256>, "
+                                     "base:<sha256 of text>"})
     (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
     target = version_dir(root, metadata["version"])
