@@ -27,16 +27,17 @@ def automation_curve(y: np.ndarray, scores: np.ndarray, reject: float) -> tuple[
 
 
 def write_retrain_report(out_dir: str | Path, y, scores: dict[str, np.ndarray], metrics: dict[str, dict],
-                         routing: dict[str, Any], gate: dict[str, Any]) -> Path:
+                         routing: dict[str, Any], gate: dict[str, Any], notes: dict[str, str] | None = None) -> Path:
     """Write report.json, precision_recall.png, automation.png and index.html; return the index path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y, dtype=int)
+    notes = notes or {}
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for version, s in scores.items():
         precision, recall, _ = precision_recall_curve(y, s)
-        ax.plot(recall, precision, label=f"{version} (macro-F1 {metrics[version]['macro_f1']:.3f})")
+        ax.plot(recall, precision, label=f"{version}{notes.get(version, '')}")
     ax.set(xlabel="recall (offensive)", ylabel="precision (offensive)", xlim=(0, 1), ylim=(0, 1.02),
            title="Held-out slice: precision-recall")
     ax.legend(fontsize=8)
@@ -47,7 +48,7 @@ def write_retrain_report(out_dir: str | Path, y, scores: dict[str, np.ndarray], 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for version, s in scores.items():
         automation, leak = automation_curve(y, s, routing["reject_threshold"])
-        ax.plot(leak * 100, automation * 100, label=version)
+        ax.plot(leak * 100, automation * 100, label=f"{version}{notes.get(version, '')}")
     ax.axvline(routing["approve_max_offensive"] * 100, linestyle="--", color="black", linewidth=0.8)
     ax.set(xlabel="leak: offensive share of auto-approved (%)", ylabel="decided without a person (%)",
            title="Automation rate against leak")

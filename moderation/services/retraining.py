@@ -146,7 +146,9 @@ def retrain(
     staging.rename(target)
 
     report = write_retrain_report(report_dir, y, {current.version: cur_scores, metadata["version"]: cand_scores},
-                                  {current.version: cur_metrics, metadata["version"]: cand_metrics}, routing, gate)
+                                  {current.version: cur_metrics, metadata["version"]: cand_metrics}, routing, gate,
+                                  notes={current.version: " (trained on the slice: optimistic)"}
+                                  if current_saw_slice else {})
     if promoted:
         reason = (f"gate passed: macro-F1 {cand_metrics['macro_f1']:.4f} vs {cur_metrics['macro_f1']:.4f}"
                   if passed else f"forced: {force_reason}")
