@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from moderation.db import make_engine
 from moderation.models import ModerationAction
+from tests.conftest import FRIENDLY
 from tests.servers import ROOT, free_port, running, service_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,14 +26,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 MODERATOR = "anna.moderation"
 
 # Friendly sentences the tiny model publishes at once; premoderation holds them for the queue instead.
-QUEUE_TEXTS = [
-    "Danke für den ausgewogenen Artikel, sehr informativ.",
-    "Ich sehe das ähnlich, gute Argumente auf beiden Seiten.",
-    "Interessante Recherche, das wusste ich noch nicht.",
-    "Wann wird die Brücke in unserer Stadt endlich saniert?",
-    "Schöner Bericht über das Stadtfest am Wochenende.",
-    "Die Grafik zur Inflation hat mir sehr geholfen.",
-    "Ich finde, die Gemeinde sollte mehr Radwege bauen.",
+QUEUE_TEXTS = FRIENDLY + [
     "Mehr Parkplätze wären mir ehrlich gesagt lieber gewesen.",
     "Die Ampel an der Hauptstraße ist viel zu kurz geschaltet.",
     "Endlich sichere Schulwege für unsere Kinder.",
