@@ -19,6 +19,7 @@ from moderation.extensions import db
 from moderation.migrations import alembic_config
 from moderation.ml import train_and_save
 from moderation.services.keys import create_key
+from moderation.services.wordlists import forget_cached_lists
 
 POSTGRES_URL = os.environ.get("MODERATION_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("MODERATION_TEST_REDIS_URL")
@@ -88,6 +89,7 @@ def postgres_schema() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database with the schema: a SQLite file, or the truncated PostgreSQL test database."""
+    forget_cached_lists()  # the per-process word-list cache must not outlive the data it came from
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
         engine = make_engine(url)

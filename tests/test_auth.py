@@ -97,3 +97,20 @@ def test_keys_cli_refuses_bad_input(count_rows, cli_runner, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert count_rows() == before
+
+
+def test_a_revocation_elsewhere_applies_within_the_cache_time(app, client, auth, tokens, monkeypatch):
+    """Another process revoking a key (here: a plain UPDATE) is seen once the cached entry expires."""
+    from sqlalchemy import update
+
+    from moderation.services import keys
+    monkeypatch.setattr(keys, "CACHE_SECONDS", 0.2)
+    keys.forget_cached_keys()
+    assert client.get("/v1/comments/1", headers=auth["backend"]).status_code == 404  # authenticated, cached
+    with app.app_context():
+        db.session.execute(update(ApiKey).where(ApiKey.token_hash == hash_token(tokens["backend"]))
+                           .values(revoked_at=keys.utcnow()))
+        db.session.commit()
+    import time
+    time.sleep(0.3)
+    assert_error(client.get("/v1/comments/1", headers=auth["backend"]), 401, "unauthorized")

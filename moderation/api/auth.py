@@ -12,18 +12,17 @@ from flask_smorest import abort
 
 from moderation.api.schemas import ErrorSchema
 from moderation.extensions import db
-from moderation.models import ApiKey
-from moderation.services.keys import authenticate
+from moderation.services.keys import Principal, authenticate
 
 BACKEND, MODERATOR, ADMIN = "backend", "moderator", "admin"
 
 
-def current_key() -> ApiKey:
+def current_key() -> Principal:
     """Return the key that authenticated this request."""
     return g.api_key
 
 
-def authenticate_request(roles: tuple[str, ...]) -> ApiKey:
+def authenticate_request(roles: tuple[str, ...]) -> Principal:
     """Return the request's key if it has one of `roles`; abort 401/403 otherwise."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

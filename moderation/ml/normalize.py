@@ -64,8 +64,11 @@ def _emoji_match(match: re.Match) -> str:
     return " " + _EMOJI_WORDS.get(match.group(), EMOJI_TOKEN) + " "
 
 
+_COMPOSED_UMLAUT = {"a": "ä", "o": "ö", "u": "ü"}
+
+
 def _umlaut_match(match: re.Match) -> str:
-    return match.group(1) + "e"
+    return _COMPOSED_UMLAUT[match.group(1)]
 
 
 def _join_letters(match: re.Match) -> str:
@@ -114,12 +117,14 @@ _PRE_STEPS: list[_Step] = [
     (_not_ascii, _EMOJI_RE, _emoji_match),
 ]
 _POST_STEPS: list[_Step] = [
+    # A decomposed umlaut becomes one letter, so that the joining below sees it as one.
     (_not_ascii, re.compile("([aou])\u0308"), _umlaut_match),
-    (_not_ascii, re.compile(r"[^\x00-\x7f]"), _fold_match),
-    (_has("*"), re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
-    # Single letters split by one repeated separator: "i d i o t", "i.d.i.o.t", "i-d-i-o-t".
+    # Single letters split by one repeated separator: "i d i o t", "i.d.i.o.t", "l-ü-g-e".
+    # This runs before folding, which would turn "ü" into two letters and end the run.
     (None, re.compile(r"(?<![\w@$])[\w@$](?:([ .\-_+])[\w@$])(?:\1[\w@$]){1,}(?![\w@$])"),
      _join_letters),
+    (_not_ascii, re.compile(r"[^\x00-\x7f]"), _fold_match),
+    (_has("*"), re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
     (_LEET_TRIGGER.search,
      re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
     (None, re.compile(r"(\S)\1{2,}"), _repeat_match),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -13,6 +16,29 @@ from moderation.errors import InvalidInput, NotFound
 from moderation.models import ROLES, ApiKey
 
 TOKEN_PREFIX = "mk_"
+# Each process remembers a verified token this long, so most requests need no key lookup. A revocation
+# takes effect at once in the process that revoked it and within this many seconds everywhere else.
+CACHE_SECONDS = 5.0
+CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the key's id, name and role (never the token)."""
+
+    id: int
+    name: str
+    role: str
+
+
+_cache: dict[str, tuple[Principal, float]] = {}
+_cache_lock = threading.Lock()
+
+
+def forget_cached_keys() -> None:
+    """Drop every remembered token (after a revocation)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def hash_token(token: str) -> str:
@@ -50,13 +76,27 @@ def revoke_key(session: Session, ident: str) -> ApiKey:
     if len(keys) > 1:
         raise InvalidInput(f"{len(keys)} active keys are named {ident!r}; revoke by id")
     keys[0].revoked_at = utcnow()
+    forget_cached_keys()
     return keys[0]
 
 
-def authenticate(session: Session, token: str) -> ApiKey | None:
-    """Return the active key for a token, or None."""
+def authenticate(session: Session, token: str) -> Principal | None:
+    """Return who an active token belongs to, or None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    return session.scalar(
-        select(ApiKey).where(ApiKey.token_hash == hash_token(token), ApiKey.revoked_at.is_(None))
-    )
+    digest = hash_token(token)
+    now = time.monotonic()
+    cached = _cache.get(digest)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    key = session.scalar(select(ApiKey).where(ApiKey.token_hash == digest, ApiKey.revoked_at.is_(None)))
+    if key is None:
+        return None
+    principal = Principal(key.id, key.name, key.role)
+    with _cache_lock:
+        if len(_cache) >= CACHE_SIZE:
+            _cache.clear()
+        _cache[digest] = (principal, now + CACHE_SECONDS)
+    # End the read transaction: a use case that writes next starts its own (SQLite: BEGIN IMMEDIATE).
+    session.commit()
+    return principal

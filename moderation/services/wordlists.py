@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -87,6 +88,7 @@ def replace_wordlists(session: Session, banned: list[str], suspect: list[str]) -
     session.execute(delete(Term))
     session.add_all([Term(kind=BANNED, term=t) for t in banned] + [Term(kind=SUSPECT, term=t) for t in suspect])
     session.flush()
+    forget_cached_lists()
     return get_wordlists(session)
 
 
@@ -95,7 +97,25 @@ def _compiled(banned: tuple[str, ...], suspect: tuple[str, ...]) -> Matcher:
     return Matcher.build({BANNED: list(banned), SUSPECT: list(suspect)})
 
 
+# Each process re-reads the lists at most this often; a change applies at once in the process that made
+# it and within this many seconds in every other worker and instance.
+CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[Matcher, float]] = {}
+
+
+def forget_cached_lists() -> None:
+    """Make the next submission re-read the word lists."""
+    _cache.clear()
+
+
 def load_matcher(session: Session) -> Matcher:
     """Return the matcher for the current lists (compiled once per distinct lists)."""
+    database = str(session.get_bind().url)
+    now = time.monotonic()
+    cached = _cache.get(database)
+    if cached is not None and cached[1] > now:
+        return cached[0]
     lists = get_wordlists(session)
-    return _compiled(tuple(lists[BANNED]), tuple(lists[SUSPECT]))
+    matcher = _compiled(tuple(lists[BANNED]), tuple(lists[SUSPECT]))
+    _cache[database] = (matcher, now + CACHE_SECONDS)
+    return matcher

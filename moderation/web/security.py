@@ -14,7 +14,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 from moderation.errors import ArticleClosed, Conflict, DuplicateComment, ModerationError
 from moderation.extensions import db
 from moderation.models import ApiKey
-from moderation.services.keys import authenticate
+from moderation.services.keys import Principal, authenticate
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def check_csrf() -> None:
         raise CsrfError()
 
 
-def sign_in(key: ApiKey) -> None:
+def sign_in(key: Principal) -> None:
     """Start a fresh session for `key`, with a new CSRF token (no session fixation)."""
     session.clear()
     session["key_id"], session["key_name"] = key.id, key.name
@@ -95,7 +95,7 @@ def signed_in_key() -> ApiKey | None:
     return key
 
 
-def key_for_token(token: str) -> ApiKey | None:
+def key_for_token(token: str) -> Principal | None:
     """Return the active key for a pasted token, or None."""
     return authenticate(db.session, token.strip())
 
