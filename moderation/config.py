@@ -81,6 +81,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_BODY_BYTES", _positive_int, 65536, "Largest request body; larger answers 413."),
     Setting("DUPLICATE_WINDOW_SECONDS", _positive_int, 300,
             "The same text by the same author under the same article within this many seconds is refused (409)."),
+    Setting("LISTING_CACHE_SECONDS", float, 1.0,
+            "Each worker reuses a public listing answer this long (dropped at once on its own changes; 0: off)."),
     Setting("REPORT_THRESHOLD", _positive_int, 3,
             "Distinct reader reports that pull a published comment into the `reported` queue."),
     Setting("CLAIM_MINUTES", _positive_int, 5, "How long a moderator's claim on queued comments lasts."),

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, make_url, select, text
 
 from moderation import create_app
+from moderation.api import listing_cache
 from moderation.db import Base, make_engine
 from moderation.extensions import db
 from moderation.migrations import alembic_config
@@ -89,7 +90,8 @@ def postgres_schema() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database with the schema: a SQLite file, or the truncated PostgreSQL test database."""
-    forget_cached_lists()  # the per-process word-list cache must not outlive the data it came from
+    forget_cached_lists()  # per-process caches must not outlive the data they came from
+    listing_cache.clear()
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
         engine = make_engine(url)

@@ -183,3 +183,23 @@ def test_same_text_same_author_soon_after_is_a_duplicate(client, auth, count_row
     # Another author, or another article, may say the same.
     assert post(client, auth, text=FRIENDLY[5], author_id="leser-2").status_code == 201
     assert post(client, auth, article="artikel-2", text=FRIENDLY[5]).status_code == 201
+
+
+def test_listing_cache_drops_on_own_changes_and_expires_for_others(app, client, auth):
+    import time
+
+    from sqlalchemy import update
+
+    app.config["LISTING_CACHE_SECONDS"] = 0.3
+    first = post(client, auth, text=FRIENDLY[1]).json
+    assert first["status"] == "approved"
+    assert client.get("/v1/articles/artikel-1/comments").json["total"] == 1
+    second = post(client, auth, text=FRIENDLY[4], author_id="leser-2").json
+    assert second["status"] == "approved"
+    assert client.get("/v1/articles/artikel-1/comments").json["total"] == 2  # this process's write: at once
+    with app.app_context():  # another process's change, as this process sees it: a plain SQL update
+        with db.engine.begin() as conn:
+            conn.execute(update(Comment).where(Comment.id == second["id"]).values(status="rejected"))
+    assert client.get("/v1/articles/artikel-1/comments").json["total"] == 2  # cached answer
+    time.sleep(0.4)
+    assert client.get("/v1/articles/artikel-1/comments").json["total"] == 1

@@ -8,9 +8,10 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 
+from moderation.api import listing_cache
 from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint, current_key
 from moderation.api.schemas import CommentIn, CommentOut, CommentPage, ErrorSchema, ListQuery
 from moderation.errors import InvalidInput
@@ -55,9 +56,17 @@ class ArticleComments(MethodView):
 
         Public: no key needed. Only approved comments appear, without author ids or scores.
         """
-        return service.list_published(
-            db.session, checked_article_id(article_id), limit=limit, cursor=cursor, oldest_first=order == "oldest"
-        )
+        article_id = checked_article_id(article_id)
+        seconds = current_app.config["LISTING_CACHE_SECONDS"]
+        key = (current_app.config["DATABASE_URL"], article_id, limit, cursor, order)
+        body = listing_cache.get(key) if seconds > 0 else None
+        if body is None:
+            page = service.list_published(db.session, article_id, limit=limit, cursor=cursor,
+                                          oldest_first=order == "oldest")
+            body = json.dumps(CommentPage().dump(page), ensure_ascii=False, separators=(",", ":")).encode()
+            if seconds > 0:
+                listing_cache.put(key, body, seconds)
+        return Response(body, mimetype="application/json")
 
     @blp.response(201, CommentOut)
     @blp.requires(BACKEND, ADMIN)
