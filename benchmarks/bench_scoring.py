@@ -1,7 +1,8 @@
 """Print scoring latency, throughput, training time, artifact size and peak RSS.
 
     .venv/bin/python benchmarks/bench_scoring.py [GERMEVAL2018_TSV GERMEVAL2021_CSV]
-        [--model DIR]   # benchmark an existing model folder instead of training one
+        [--model DIR]   # benchmark an existing model folder (or model root) instead of training one
+        [--word-cache N]  # size of the fast path's per-word cache; 0 measures every word uncached
 
 Without --model it trains on all rows of the given files (timed) into a temporary folder
 and benchmarks that model. Latencies are per comment over a sample of the training texts.
@@ -21,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from moderation.ml import load_model, train_and_save  # noqa: E402
+from moderation.ml import fastpath, load_model, train_and_save  # noqa: E402
 from moderation.ml.data import read_datasets  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -32,7 +33,8 @@ SAMPLE = 2000
 RSS_PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from moderation.ml import load_model
+from moderation.ml import fastpath, load_model
+fastpath.WORD_CACHE_SIZE = int(sys.argv[4])
 model = load_model(sys.argv[2])
 texts = json.load(open(sys.argv[3], encoding="utf-8"))
 for text in texts:
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="*", default=[str(p) for p in DEFAULT_FILES])
     parser.add_argument("--model", help="existing model folder (skips training)")
+    parser.add_argument("--word-cache", type=int, default=fastpath.WORD_CACHE_SIZE,
+                        help="words whose analysis the fast path keeps (default %(default)s; 0: none)")
     args = parser.parse_args(argv)
+    fastpath.WORD_CACHE_SIZE = args.word_cache
     data = read_datasets(args.data)
     print(f"data: {', '.join(s['path'] for s in data.sources)} ({len(data.texts)} rows)")
 
@@ -78,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"training on all rows (grouped 5-fold CV + final fit): "
                   f"{time.perf_counter() - start:.1f} s")
         model = load_model(model_dir)
-        artifact = Path(model_dir) / model.metadata["artifact"]["file"]
-        print(f"model {model.version}: artifact {artifact.stat().st_size / 2**20:.2f} MiB")
+        artifact = model.path / model.metadata["artifact"]["file"]  # a root resolves to its version
+        print(f"model {model.version}: artifact {artifact.stat().st_size / 2**20:.2f} MiB, "
+              f"fast-path word cache {args.word_cache}")
 
         step = max(1, len(data.texts) // SAMPLE)
         texts = data.texts[::step][:SAMPLE]
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         sample_file = Path(tmp) / "sample.json"
         sample_file.write_text(json.dumps(texts[:500]), encoding="utf-8")
         probe = subprocess.run(
-            [sys.executable, "-c", RSS_PROBE, str(ROOT), str(model_dir), str(sample_file)],
+            [sys.executable, "-c", RSS_PROBE, str(ROOT), str(model_dir), str(sample_file),
+             str(args.word_cache)],
             capture_output=True, text=True, check=True,
         )
         rss_kib = int(probe.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""Score one comment with plain Python lookups derived from a fitted linear pipeline.
+"""Score one comment with dictionary lookups and small vector sums from a fitted linear pipeline.
 
 The pipeline is TextNormalizer -> FeatureUnion(TfidfVectorizer, ...) -> NBScaler or
 passthrough -> LogisticRegression. Everything after normalisation is linear in the
@@ -12,27 +12,30 @@ scoring a text is a few dictionary lookups and vector sums, and gives the same p
 as `predict_proba` without building sparse matrices.
 
 Both analyzers work word by word (char_wb n-grams never cross a space, word tokens never
-contain one), so a word's char feature ids and tokens are computed once and kept in a
-bounded LRU cache: frequent words ("die", "und", "nicht") are then never sliced again.
+contain one), so a word's feature ids and tokens are computed once and kept in a bounded
+LRU cache: frequent words ("die", "und", "nicht") are then never sliced again. Only word
+n-grams of two or more tokens, which reach across words, are looked up per text.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
 from moderation.ml.normalize import normalize, normalize_with_offsets
 
-# Distinct normalised words whose analysis is kept; ~1 KiB each at most, most far smaller.
+# Distinct normalised words whose analysis is kept (about 650 bytes each: some 10 MiB
+# when full). Read when a scorer is built; 0 turns the cache off.
 WORD_CACHE_SIZE = 16384
 
 _NO_IDS = np.zeros(0, dtype=np.intp)
-_NO_IDS.flags.writeable = False
 
 
 class UnsupportedPipeline(ValueError):
@@ -46,9 +49,8 @@ class _Block:
     token_re: re.Pattern | None
     vocabulary: dict[str, int]
     sublinear: bool
-    logit_weight: np.ndarray  # idf x coef x NB ratio x union weight, per feature
-    idf_squared: np.ndarray  # the squared norm's per-feature factor
-    category_weight: np.ndarray  # (n_categories, n_features): idf x category coef x ratio x union weight
+    offset: int  # id of the block's first feature in the scorer's numbering (char blocks first)
+    size: int
 
 
 def _check(condition: bool, message: str) -> None:
@@ -72,7 +74,7 @@ def char_wb_grams(word: str, min_n: int, max_n: int) -> list[str]:
 class FastScorer:
     """Pure-Python equivalent of `pipeline.predict_proba` for one text, with attributions."""
 
-    def __init__(self, pipeline: Pipeline, category_head=None, *, word_cache_size: int = WORD_CACHE_SIZE):
+    def __init__(self, pipeline: Pipeline, category_head=None, *, word_cache_size: int | None = None):
         names = [name for name, _ in pipeline.steps]
         _check(names == ["normalize", "features", "nb", "clf"], f"unexpected steps {names}")
         _check(getattr(pipeline.named_steps["normalize"], "full", True),
@@ -96,8 +98,8 @@ class FastScorer:
             self.category_labels = []
         self.intercept = float(clf.intercept_[0])
         weights = union.transformer_weights or {}
-        self.blocks: list[_Block] = []
-        offset = 0
+        vectorizers = []
+        union_offset = 0
         for name, vec in union.transformer_list:
             _check(vec.analyzer in ("word", "char_wb"), f"{name}: analyzer {vec.analyzer!r}")
             _check(vec.analyzer == "word" or vec.ngram_range[0] <= 3,
@@ -106,133 +108,202 @@ class FastScorer:
             _check(vec.preprocessor is None and vec.tokenizer is None, f"{name}: custom callables")
             _check(vec.stop_words is None and vec.norm == "l2", f"{name}: stop words or norm")
             _check(vec.use_idf and not vec.binary, f"{name}: needs use_idf and binary=False")
+            vectorizers.append((vec, union_offset, float(weights.get(name, 1.0))))
+            union_offset += len(vec.vocabulary_)
+        _check(union_offset == coef.shape[0], "feature count does not match the classifier")
+        # Our own feature numbering puts char blocks first: the most frequent lookups (a
+        # word's char n-grams) then need no offset added.
+        vectorizers.sort(key=lambda item: item[0].analyzer != "char_wb")
+        self.blocks: list[_Block] = []
+        logit_weight, idf_squared, category_weight = [], [], []
+        offset = 0
+        for vec, start, factor in vectorizers:
             size = len(vec.vocabulary_)
-            factor = float(weights.get(name, 1.0))
             idf = np.asarray(vec.idf_, dtype=np.float64)
-            cats = (np.zeros((0, size)) if cat_coef is None
-                    else np.ascontiguousarray(cat_coef[:, offset:offset + size] * factor * idf))
+            # The union weight scales a block's values after its l2 norm, so it joins the
+            # classifier weights but not the squared idf of the norm.
+            logit_weight.append(coef[start:start + size] * idf * factor)
+            idf_squared.append(idf * idf)
+            if cat_coef is not None:
+                category_weight.append(cat_coef[:, start:start + size] * idf * factor)
             self.blocks.append(_Block(
                 analyzer=vec.analyzer,
                 ngram_range=tuple(vec.ngram_range),
                 token_re=re.compile(vec.token_pattern) if vec.analyzer == "word" else None,
                 vocabulary=vec.vocabulary_,
                 sublinear=bool(vec.sublinear_tf),
-                logit_weight=np.ascontiguousarray(coef[offset:offset + size] * factor * idf),
-                idf_squared=idf * idf,
-                category_weight=cats,
+                offset=offset,
+                size=size,
             ))
             offset += size
-        _check(offset == coef.shape[0], "feature count does not match the classifier")
+        self._logit_weight = np.concatenate(logit_weight)
+        self._idf_squared = np.concatenate(idf_squared)
+        # Feature-major, so that the rows of the features found are adjacent in memory.
+        self._category_weight = (np.zeros((offset, 0)) if cat_coef is None
+                                 else np.ascontiguousarray(np.concatenate(category_weight, axis=1).T))
+        self._block_starts = np.array([b.offset for b in self.blocks[1:]], dtype=np.intp)
+        self._linear_blocks = [b for b in self.blocks if not b.sublinear]
+        # Word blocks whose n-grams cross tokens, and so words, are built per text.
+        self._phrase_blocks = [b for b in self.blocks if b.analyzer == "word" and b.ngram_range[1] > 1]
+        self._scratch = threading.local()
+        if word_cache_size is None:
+            word_cache_size = WORD_CACHE_SIZE
         self._analyse = lru_cache(maxsize=word_cache_size)(self._analyse_word)
 
-    def _analyse_word(self, word: str) -> tuple:
-        """Return, per block, the word's known char n-gram ids (array) or its tokens (tuple)."""
-        out = []
-        for block in self.blocks:
-            if block.analyzer == "word":
-                out.append(tuple(block.token_re.findall(word)))
-                continue
-            get = block.vocabulary.get
-            ids = [i for i in map(get, char_wb_grams(word, *block.ngram_range)) if i is not None]
-            if ids:
-                array = np.array(ids, dtype=np.intp)
-                array.flags.writeable = False  # shared by every text that contains the word
-                out.append(array)
-            else:
-                out.append(_NO_IDS)
-        return tuple(out)
+    def _analyse_word(self, word: str) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
+        """Return the ids of the word's own features and, per phrase block, its tokens.
 
-    @staticmethod
-    def _word_occurrences(block: _Block, token_lists: list[tuple[str, ...]]):
-        """Return the known word n-gram ids, the token owners and per n the start tokens."""
-        tokens: list[str] = []
-        owners: list[int] = []
-        for word_index, toks in enumerate(token_lists):
-            if toks:
-                tokens += toks
-                owners += [word_index] * len(toks)
-        get = block.vocabulary.get
-        min_n, max_n = block.ngram_range
-        count = len(tokens)
+        A word's own features are its char n-grams and its single tokens; word n-grams of
+        two or more tokens may reach into the next word and are looked up per text.
+        """
         ids: list[int] = []
-        segments: list[tuple[int, list[int]]] = []
-        for n in range(min_n, min(max_n, count) + 1):
-            grams = tokens if n == 1 else [" ".join(tokens[i:i + n]) for i in range(count - n + 1)]
-            found = list(map(get, grams))
-            starts = [i for i, feature in enumerate(found) if feature is not None]
-            ids += [found[i] for i in starts]
-            segments.append((n, starts))
-        return np.array(ids, dtype=np.intp), owners, segments
+        tokens = []
+        for block in self.blocks:
+            get = block.vocabulary.get
+            min_n, max_n = block.ngram_range
+            if block.analyzer == "word":
+                toks = block.token_re.findall(word)
+                if max_n > 1:
+                    tokens.append(tuple(toks))
+                found = [feature for feature in map(get, toks) if feature is not None] if min_n == 1 else []
+            else:
+                padded = f" {word} "
+                size = len(padded)
+                if size > max_n:  # every length fits: sklearn's windows, without a list per length
+                    found = [feature for n in range(min_n, max_n + 1) for i in range(size - n + 1)
+                             if (feature := get(padded[i:i + n])) is not None]
+                else:
+                    found = [feature for feature in map(get, char_wb_grams(word, min_n, max_n))
+                             if feature is not None]
+            if block.offset and found:
+                found = [feature + block.offset for feature in found]
+            ids += found
+        # Shared by every text that contains the word: read, never written to.
+        return (np.array(ids, dtype=np.intp) if ids else _NO_IDS), tuple(tokens)
+
+    def _phrases(self, analysed, ids: list[int], spread: list[tuple[int, list[int], list[int]]] | None):
+        """Append the ids of word n-grams of two or more tokens; note who shares each."""
+        for slot, block in enumerate(self._phrase_blocks):
+            if spread is None:
+                tokens = [token for _, word_tokens in analysed for token in word_tokens[slot]]
+            else:
+                tokens = []
+                owners: list[int] = []
+                for word_index, (_, word_tokens) in enumerate(analysed):
+                    toks = word_tokens[slot]
+                    if toks:
+                        tokens += toks
+                        owners += [word_index] * len(toks)
+            get = block.vocabulary.get
+            min_n, max_n = block.ngram_range
+            for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
+                # n shifted copies of the tokens; the shortest ends the n-grams.
+                grams = map(" ".join, zip(*[tokens[j:] for j in range(n)], strict=False))
+                found = list(map(get, grams))
+                starts = [i for i, feature in enumerate(found) if feature is not None]
+                if not starts:
+                    continue
+                if spread is not None:
+                    spread.append((n, starts, owners))
+                if block.offset:
+                    ids += [found[i] + block.offset for i in starts]
+                else:
+                    ids += [found[i] for i in starts]
 
     def score_normalized(self, text: str, explain: bool = False):
-        """Return (logit, hits, per-word contributions or None) for normalised text."""
-        logit = self.intercept
-        hits = []
+        """Return (logit, hits, per-word contributions or None) for normalised text.
+
+        `hits` describes the features found, for `category_logits`.
+        """
         if not text:
-            return logit, hits, [] if explain else None
+            return self.intercept, None, [] if explain else None
         words = text.split(" ")
         size = len(words)
         analysed = list(map(self._analyse, words))
-        contributions = np.zeros(size) if explain else None
-        for k, block in enumerate(self.blocks):
-            parts = [a[k] for a in analysed]
-            if block.analyzer == "char_wb":
-                occurrences = np.concatenate(parts)
-            else:
-                occurrences, owners, segments = self._word_occurrences(block, parts)
-            count = occurrences.size
-            if not count:
-                continue
-            # Count each feature: sort, mark the first of each run, number the runs.
-            if explain:
-                order = occurrences.argsort()
-                ordered = occurrences[order]
-            else:
-                ordered = np.sort(occurrences)
-            first = np.empty(count, dtype=bool)
-            first[0] = True
-            np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-            index = ordered[first]
-            run = np.cumsum(first)
-            run -= 1
-            tf = np.bincount(run)
-            scaled = np.log(tf) + 1.0 if block.sublinear else tf.astype(np.float64)
-            scaled /= math.sqrt(float((scaled * scaled) @ block.idf_squared[index]))
-            logit += float(scaled @ block.logit_weight[index])
-            hits.append((block, index, scaled))
-            if not explain:
-                continue
-            # Each occurrence carries an equal share of its feature's contribution.
-            share = (scaled / tf)[run] * block.logit_weight[ordered]
-            if block.analyzer == "char_wb":
-                owner = np.repeat(np.arange(size), [p.size for p in parts])[order]
-                contributions += np.bincount(owner, weights=share, minlength=size)
-                continue
+        phrase_ids: list[int] = []
+        spread = [] if explain else None
+        if self._phrase_blocks:
+            self._phrases(analysed, phrase_ids, spread)
+        parts = [own for own, _ in analysed]
+        if phrase_ids:
+            parts.append(np.array(phrase_ids, dtype=np.intp))
+        occurrences = np.concatenate(parts)
+        count = occurrences.size
+        if not count:
+            return self.intercept, None, [0.0] * size if explain else None
+        # Count each feature: sort, find where each run of equal ids starts.
+        if explain:
+            ordered = np.sort(occurrences)
+        else:
+            ordered = occurrences  # a fresh array, ours to sort
+            ordered.sort()
+        first = np.empty(count, dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        run_start = np.flatnonzero(first)
+        index = ordered[run_start]
+        tf = np.empty(index.size, dtype=np.intp)
+        np.subtract(run_start[1:], run_start[:-1], out=tf[:-1])
+        tf[-1] = count - run_start[-1]
+        scaled = np.log(tf)
+        scaled += 1.0
+        for block in self._linear_blocks:  # rare: a block without sublinear tf
+            inside = (index >= block.offset) & (index < block.offset + block.size)
+            scaled[inside] = tf[inside]
+        weighted = self._logit_weight[index]
+        squares = scaled * scaled
+        squares *= self._idf_squared[index]
+        # Each block is l2-normalised on its own; its features are a contiguous run of `index`.
+        if len(self.blocks) == 1:
+            block_start = [0]
+        else:
+            block_start = [0, *np.searchsorted(index, self._block_starts).tolist()]
+            block_start = [lo for lo, hi in zip(block_start, [*block_start[1:], index.size], strict=True) if lo < hi]
+        norms = np.sqrt(np.add.reduceat(squares, block_start))
+        logit = self.intercept + float((np.add.reduceat(scaled * weighted, block_start) / norms).sum())
+        hits = (index, scaled, norms, block_start)
+        if not explain:
+            return logit, hits, None
+        # Each occurrence carries an equal share of its feature's contribution.
+        factor = scaled * weighted
+        factor /= tf
+        for lo, hi, norm in zip(block_start, [*block_start[1:], index.size], norms.tolist(), strict=True):
+            factor[lo:hi] /= norm
+        # Map each occurrence to its feature's factor through a per-thread scratch vector
+        # over all features: only the entries just written are read back.
+        dense = getattr(self._scratch, "dense", None)
+        if dense is None:
+            dense = self._scratch.dense = np.empty(self._logit_weight.size)
+        dense[index] = factor
+        share = dense[occurrences]
+        offset = count - len(phrase_ids)
+        lengths = [own.size for own in parts[:size]]
+        if all(lengths):  # each word's own features are one run of `occurrences`
+            contributions = np.add.reduceat(share[:offset], list(accumulate(lengths, initial=0))[:-1])
+        else:
+            owner = np.repeat(np.arange(size), lengths)
+            contributions = np.bincount(owner, weights=share[:offset], minlength=size)
+        for n, starts, owners in spread:
             # A word n-gram's share is split evenly over the n tokens it is made of.
-            unsorted = np.empty(count)
-            unsorted[order] = share
+            part = share[offset:offset + len(starts)] / n
+            offset += len(starts)
             token_owner = np.array(owners, dtype=np.intp)
-            offset = 0
-            for n, starts in segments:
-                if not starts:
-                    continue
-                part = unsorted[offset:offset + len(starts)]
-                if n > 1:
-                    part = part / n
-                offset += len(starts)
-                first_token = np.array(starts, dtype=np.intp)
-                for j in range(n):
-                    contributions += np.bincount(token_owner[first_token + j], weights=part, minlength=size)
-        return logit, hits, contributions.tolist() if explain else None
+            first_token = np.array(starts, dtype=np.intp)
+            for j in range(n):
+                contributions += np.bincount(token_owner[first_token + j], weights=part, minlength=size)
+        return logit, hits, contributions.tolist()
 
     def category_logits(self, hits) -> list[float]:
         """Return the category head's logits for the features found by `score_normalized`."""
         if not self.category_labels:
             return []
-        logits = self.category_intercepts.copy()
-        for block, index, scaled in hits:
-            logits += block.category_weight[:, index] @ scaled
-        return logits.tolist()
+        if hits is None:
+            return self.category_intercepts.tolist()
+        index, scaled, norms, block_start = hits
+        values = scaled.copy()
+        for lo, hi, norm in zip(block_start, [*block_start[1:], index.size], norms.tolist(), strict=True):
+            values[lo:hi] /= norm
+        return (self.category_intercepts + values @ self._category_weight[index]).tolist()
 
     def probability(self, text: str) -> float:
         """Return the offensive-class probability of a raw text, as predict_proba would."""
@@ -245,14 +316,11 @@ class FastScorer:
         logit, hits, contributions = self.score_normalized(norm, explain=True)
         spans = []
         begin = 0
-        for weight in contributions:
-            end = norm.find(" ", begin)
-            if end < 0:
-                end = len(norm)
+        for word, weight in zip(norm.split(" ") if norm else (), contributions, strict=True):
+            end = begin + len(word)
             # Offsets are non-decreasing, so a word's original span runs from its first
             # character's start to its last character's end.
-            if end > begin:
-                spans.append((starts[begin], ends[end - 1], weight))
+            spans.append((starts[begin], ends[end - 1], weight))
             begin = end + 1
         return _sigmoid(logit), hits, spans
 

@@ -129,7 +129,10 @@ _POST_STEPS: list[_Step] = [
      re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
     (None, re.compile(r"(\S)\1{2,}"), _repeat_match),
     (_has("#"), re.compile(r"(?<!\w)#(?=\w)"), ""),
-    (None, re.compile(r"\s{2,}|[^\S ]"), " "),
+    # Whitespace: every kind becomes a space (one for one, so offsets need no update), then
+    # runs of spaces become one. Same result as replacing `\s{2,}|[^\S ]` with a space.
+    (None, re.compile(r"[^\S ]"), " "),
+    (_has("  "), re.compile(r" {2,}"), " "),
 ]
 
 
@@ -155,35 +158,36 @@ def normalize(text: str) -> str:
 
 def _sub_tracked(pattern: re.Pattern, repl, text: str, starts: list[int], ends: list[int]):
     """Apply one substitution while carrying each character's original span along."""
-    pieces: list[str] = []
+    changed: list[tuple[int, int, int]] = []  # (begin, end, new length) of resized matches
+
+    def replace(match: re.Match) -> str:
+        # Replacement strings are literals (templates would need match.expand, which is slow).
+        replacement = repl(match) if callable(repl) else repl
+        begin, end = match.span()
+        if len(replacement) != end - begin:
+            changed.append((begin, end, len(replacement)))
+        return replacement
+
+    new_text = pattern.sub(replace, text)
+    if not changed:  # characters kept their positions: the spans stay as they are
+        return new_text, starts, ends
     new_starts: list[int] = []
     new_ends: list[int] = []
     pos = 0
-    for match in pattern.finditer(text):
-        begin, end = match.span()
-        # Replacement strings are literals (templates would need match.expand, which is slow).
-        replacement = repl(match) if callable(repl) else repl
-        pieces.append(text[pos:begin])
-        new_starts.extend(starts[pos:begin])
-        new_ends.extend(ends[pos:begin])
-        pieces.append(replacement)
-        if len(replacement) == end - begin:
-            new_starts.extend(starts[begin:end])
-            new_ends.extend(ends[begin:end])
-        elif end > begin:
-            new_starts.extend([starts[begin]] * len(replacement))
-            new_ends.extend([ends[end - 1]] * len(replacement))
+    for begin, end, length in changed:
+        new_starts += starts[pos:begin]
+        new_ends += ends[pos:begin]
+        if end > begin:
+            new_starts += [starts[begin]] * length
+            new_ends += [ends[end - 1]] * length
         else:
             anchor = starts[begin] if begin < len(starts) else (ends[-1] if ends else 0)
-            new_starts.extend([anchor] * len(replacement))
-            new_ends.extend([anchor] * len(replacement))
+            new_starts += [anchor] * length
+            new_ends += [anchor] * length
         pos = end
-    if not pieces:
-        return text, starts, ends
-    pieces.append(text[pos:])
-    new_starts.extend(starts[pos:])
-    new_ends.extend(ends[pos:])
-    return "".join(pieces), new_starts, new_ends
+    new_starts += starts[pos:]
+    new_ends += ends[pos:]
+    return new_text, new_starts, new_ends
 
 
 def normalize_with_offsets(text: str) -> tuple[str, list[int], list[int]]:

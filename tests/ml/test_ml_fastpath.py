@@ -38,6 +38,34 @@ def test_fast_path_equals_predict_proba(params):
     np.testing.assert_allclose(explained, expected, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("cache", [0, 2, None])
+def test_word_cache_changes_nothing(cache):
+    pipeline = _fit({})
+    reference = FastScorer(pipeline, word_cache_size=0)
+    fast = FastScorer(pipeline, word_cache_size=cache)
+    for text in PROBES + PROBES[::-1]:
+        assert fast.explain(text)[::2] == reference.explain(text)[::2]
+        assert fast.probability(text) == reference.probability(text)
+
+
+@pytest.mark.parametrize("params", [{}, {"word_ngram_range": (2, 3)}, {"char_ngram_range": (1, 3)}])
+def test_word_contributions_add_up_to_the_logit(params):
+    fast = FastScorer(_fit(params))
+    for text in PROBES:
+        logit, _, contributions = fast.score_normalized(normalize(text), explain=True)
+        assert len(contributions) == (len(normalize(text).split(" ")) if normalize(text) else 0)
+        assert sum(contributions) == pytest.approx(logit - fast.intercept, abs=1e-9)
+
+
+def test_fast_path_handles_a_block_without_sublinear_tf():
+    pipeline = build_pipeline({**TINY_PARAMS})
+    pipeline.set_params(features__word__sublinear_tf=False)
+    pipeline.fit([t for t, _, _ in TINY], [y for _, y, _ in TINY])
+    fast = FastScorer(pipeline)
+    expected = pipeline.predict_proba(PROBES)[:, 1]
+    np.testing.assert_allclose([fast.explain(t)[0] for t in PROBES], expected, rtol=0, atol=1e-9)
+
+
 def test_fast_path_honours_union_weights():
     pipeline = _fit({})
     pipeline.set_params(features__transformer_weights={"word": 0.5, "char": 2.0})
@@ -71,9 +99,20 @@ def test_explanations_are_spans_of_the_original_text():
     fast = FastScorer(_fit({}))
     for text in PROBES:
         _, _, spans = fast.explain(text)
+        assert len(spans) == (len(normalize(text).split(" ")) if normalize(text) else 0)
         for start, end, weight in spans:
             assert 0 <= start < end <= len(text)
             assert isinstance(weight, float)
+
+
+@pytest.mark.parametrize(("text", "originals"), [
+    ("Du bist ein I d i o t!", ["Du", "bist", "ein", "I d i o t!"]),
+    ("Typisch L-ü-g-e-n-p-r-e-s-s-e, echt", ["Typisch", "L-ü-g-e-n-p-r-e-s-s-e,", "echt"]),
+    ("@USER du   1d10t 😡", ["@USER", "du", "1d10t", "😡"]),
+])
+def test_explanation_spans_cover_the_original_words(text, originals):
+    _, _, spans = FastScorer(_fit({})).explain(text)
+    assert [text[start:end] for start, end, _ in spans] == originals
 
 
 def test_unsupported_pipeline_is_refused():
