@@ -112,10 +112,11 @@ def attempt(session: Session, delivery_id: int, worker: str, settings: WebhookSe
     headers = {"Content-Type": "application/json", "User-Agent": "kommentare-moderation-webhooks/1",
                SIGNATURE_HEADER: sign(body, settings.secrets), "X-Moderation-Event": event.type,
                "X-Moderation-Delivery": str(delivery.id)}
+    url, comment_id = delivery.url, event.payload.get("comment_id")
     session.rollback()  # hold no transaction (and on SQLite no lock) while waiting on the network
     status, error = None, None
     try:
-        status = send(delivery.url, body, headers, settings.timeout)
+        status = send(url, body, headers, settings.timeout)
     except (OSError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     begin_write(session)
@@ -130,7 +131,7 @@ def attempt(session: Session, delivery_id: int, worker: str, settings: WebhookSe
     else:
         delivery.next_attempt_at = now + backoff(delivery.attempts, settings)
     session.commit()
-    log.info("webhook_attempt", extra={"comment_id": event.payload.get("comment_id"), "status": status,
+    log.info("webhook_attempt", extra={"comment_id": comment_id, "status": status,
                                        "error": error, "detail": delivery.state})
     return delivery.state
 
