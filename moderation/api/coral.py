@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import abort
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from moderation.api.auth import Blueprint
 from moderation.api.schemas import ErrorSchema
@@ -115,10 +115,12 @@ class CoralModeration(MethodView):
         """Judge a new or edited Coral comment: reject, withhold for review, or let Coral continue (204)."""
         verify_signature()
         payload = request.get_json(silent=True)
-        errors = CoralRequest().validate(payload) if isinstance(payload, dict) else {"_schema": ["Not an object."]}
-        if errors:
-            abort(400, message="Not a Coral External Moderation Request.", errors={"json": errors})
-        data = CoralRequest().load(payload)
+        try:
+            if not isinstance(payload, dict):
+                raise ValidationError({"_schema": ["Not an object."]})
+            data = CoralRequest().load(payload)
+        except ValidationError as exc:
+            abort(400, message="Not a Coral External Moderation Request.", errors={"json": exc.messages})
         if data["author"]["role"].upper() in STAFF_ROLES:
             return Response(status=204)
         text = html_to_text(data["comment"]["body"])[: current_app.config["MAX_TEXT_LENGTH"]]
