@@ -68,6 +68,15 @@ def begin_write(session: Session) -> None:
     session.connection(execution_options={"sqlite_immediate": True})
 
 
+# `Session.info` flag: this transaction changed comments; per-process caches of them drop it on commit.
+COMMENTS_CHANGED = "comments_changed"
+
+
+def note_comments_changed(session: Session) -> None:
+    """Record that the session's transaction changed comments, also by Core statements the ORM never sees."""
+    session.info[COMMENTS_CHANGED] = True
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """Create an engine for `url`, with SQLite tuned for a web server."""
     if url.startswith("sqlite"):

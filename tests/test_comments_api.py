@@ -203,3 +203,27 @@ def test_listing_cache_drops_on_own_changes_and_expires_for_others(app, client, 
     assert client.get("/v1/articles/artikel-1/comments").json["total"] == 2  # cached answer
     time.sleep(0.4)
     assert client.get("/v1/articles/artikel-1/comments").json["total"] == 1
+
+
+def test_idempotency_key_race_answers_with_the_first_comment(app, client, auth, count_rows, monkeypatch):
+    """Two workers with the same key at once: the loser's insert hits the unique key and replays the winner."""
+    from moderation.services import comments as service
+
+    headers = {**auth["backend"], "Idempotency-Key": "race-1"}
+    body = {"author_id": "leser-9", "author_name": "Anna", "text": FRIENDLY[6]}
+    first = client.post("/v1/articles/artikel-1/comments", json=body, headers=headers).json
+    rows = count_rows()
+    real_replay, calls = service._replay, []
+
+    def replay_missing_once(session, idempotency):
+        calls.append(1)
+        return None if len(calls) == 1 else real_replay(session, idempotency)  # the winner not yet visible
+
+    monkeypatch.setattr(service, "_replay", replay_missing_once)
+    app.config["DUPLICATE_WINDOW_SECONDS"] = 1  # the race is about the key, not the duplicate rule
+    import time
+    time.sleep(1.1)
+    again = client.post("/v1/articles/artikel-1/comments", json=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["id"] == first["id"] and len(calls) == 2
+    assert count_rows() == rows

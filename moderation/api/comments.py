@@ -70,7 +70,7 @@ class ArticleComments(MethodView):
 
     @blp.response(201, CommentOut)
     @blp.requires(BACKEND, ADMIN)
-    @blp.arguments(CommentIn)
+    @blp.arguments(CommentIn())  # an instance: a class would be instantiated on every request
     @blp.alt_response(429, schema=ErrorSchema, description="Too many submissions from this author or reader IP")
     @blp.alt_response(409, schema=ErrorSchema, description="Article closed, or a duplicate of a recent comment")
     def post(self, data: dict[str, Any], article_id: str) -> Any:

@@ -13,6 +13,7 @@ import time
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from moderation.db import COMMENTS_CHANGED, note_comments_changed
 from moderation.models import Comment
 
 MAX_ENTRIES = 4096
@@ -45,15 +46,15 @@ def clear() -> None:
 @event.listens_for(Session, "before_flush")
 def _note_comment_changes(session: Session, _context, _instances) -> None:
     if any(isinstance(obj, Comment) for obj in (*session.new, *session.dirty, *session.deleted)):
-        session.info["comments_changed"] = True
+        note_comments_changed(session)
 
 
 @event.listens_for(Session, "after_commit")
 def _drop_after_comment_changes(session: Session) -> None:
-    if session.info.pop("comments_changed", False):
+    if session.info.pop(COMMENTS_CHANGED, False):
         clear()
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_note(session: Session) -> None:
-    session.info.pop("comments_changed", None)
+    session.info.pop(COMMENTS_CHANGED, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.db import begin_write, utcnow
@@ -23,13 +23,14 @@ class AuthorHistory:
     ban_until: datetime | None
 
 
+def ban_in_force(author_id: str | BindParameter[str], now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Return the condition for a ban of `author_id` that is in force at `now` (values or bound parameters)."""
+    return and_(AuthorBan.author_id == author_id, or_(AuthorBan.until.is_(None), AuthorBan.until > now))
+
+
 def active_ban(session: Session, author_id: str) -> AuthorBan | None:
     """Return the author's ban if one is in force now."""
-    return session.scalar(
-        select(AuthorBan).where(
-            AuthorBan.author_id == author_id, or_(AuthorBan.until.is_(None), AuthorBan.until > utcnow())
-        )
-    )
+    return session.scalar(select(AuthorBan).where(ban_in_force(author_id, utcnow())))
 
 
 def ban_author(session: Session, author_id: str, *, reason: str, until: datetime | None, moderator: str) -> AuthorBan:

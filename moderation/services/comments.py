@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, String, bindparam, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from moderation.db import begin_write, utcnow
+from moderation.db import UTCDateTime, begin_write, note_comments_changed, utcnow
 from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReused, InvalidInput, NotFound
 from moderation.ml import LoadedModel
 from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, IdempotencyKey, ModerationAction
-from moderation.services.authors import active_ban
+from moderation.services.authors import ban_in_force
 from moderation.services.routing import Rules, Thresholds, route
 from moderation.services.wordlists import load_matcher
 
@@ -92,6 +93,32 @@ def _replay(session: Session, idempotency: Idempotency) -> Comment | None:
     return get_comment(session, stored.comment_id)
 
 
+# What submit_comment needs to know about the article and the submission, in one round trip inside the
+# write transaction. Built once: per request only the parameters change.
+_AUTHOR, _NOW = bindparam("author_id", type_=String), bindparam("now", type_=UTCDateTime)
+_CHECKS = select(
+    Article,
+    select(Comment.id).where(Comment.author_id == _AUTHOR, Comment.article_id == Article.id,
+                             Comment.created_at >= bindparam("since"), Comment.text == bindparam("text"))
+    .limit(1).scalar_subquery().label("original_id"),
+    exists().where(ban_in_force(_AUTHOR, _NOW)).label("author_banned"),
+    # NULL when there is no parent or no such comment.
+    select(Comment.article_id).where(Comment.id == bindparam("parent_id")).scalar_subquery().label("parent_article"),
+).where(Article.external_id == bindparam("external_id"))
+_INSERT_COMMENT = insert(Comment)
+_INSERT_ACTION = insert(ModerationAction)
+_INSERT_IDEMPOTENCY = insert(IdempotencyKey)
+
+
+def _article_and_checks(session: Session, article_id: str, new: NewComment, now: datetime,
+                        duplicate_window: timedelta) -> Row[Any] | None:
+    """Return (Article, original_id, author_banned, parent_article), or None for an unknown article."""
+    return session.execute(_CHECKS, {
+        "external_id": article_id, "author_id": new.author_id, "text": new.text, "now": now,
+        "since": now - duplicate_window, "parent_id": new.parent_id,
+    }).one_or_none()
+
+
 def submit_comment(
     session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment, *,
     idempotency: Idempotency | None = None, duplicate_window: timedelta = timedelta(minutes=5),
@@ -105,55 +132,51 @@ def submit_comment(
     begin_write(session)
     if idempotency is not None and (first := _replay(session, idempotency)) is not None:
         return Submission(first, replayed=True)
-    article = get_or_create_article(session, article_id)
+    now = utcnow()
+    checks = _article_and_checks(session, article_id, new, now, duplicate_window)
+    if checks is None:  # the article's first comment
+        get_or_create_article(session, article_id)
+        checks = _article_and_checks(session, article_id, new, now, duplicate_window)
+    article = checks.Article
     if not article.comments_open:
         raise ArticleClosed(f"comments on article {article_id!r} are closed")
-    if new.parent_id is not None:
-        parent = session.get(Comment, new.parent_id)
-        if parent is None or parent.article_id != article.id:
-            raise InvalidInput(
-                "parent_id must name a comment of the same article",
-                fields={"parent_id": [f"No comment {new.parent_id} under article {article_id!r}."]},
-            )
-    original = session.scalar(
-        select(Comment.id).where(Comment.author_id == new.author_id, Comment.article_id == article.id,
-                                 Comment.created_at >= utcnow() - duplicate_window, Comment.text == new.text)
-        .limit(1)
-    )
-    if original is not None:
-        raise DuplicateComment(original)
+    if new.parent_id is not None and checks.parent_article != article.id:
+        raise InvalidInput(
+            "parent_id must name a comment of the same article",
+            fields={"parent_id": [f"No comment {new.parent_id} under article {article_id!r}."]},
+        )
+    if checks.original_id is not None:
+        raise DuplicateComment(checks.original_id)
     matcher = load_matcher(session)
     rules = Rules(
-        author_banned=active_ban(session, new.author_id) is not None,
+        author_banned=bool(checks.author_banned),
         banned_terms=tuple(matcher.find(BANNED, new.text)),
         suspect_terms=tuple(matcher.find(SUSPECT, new.text)),
         premoderation=article.premoderation,
     )
     routing = route(score.toxicity, thresholds, rules)
-    comment = Comment(
-        article=article,
-        parent_id=new.parent_id,
-        author_id=new.author_id,
-        author_name=new.author_name,
-        text=new.text,
-        status=routing.status,
-        toxicity=score.toxicity,
-        category=score.category,
-        reasons=list(routing.reasons),
-        model_version=model.version,
-    )
-    session.add(comment)
-    session.flush()
-    session.add(
-        ModerationAction(
-            comment_id=comment.id, moderator=None, from_status=None,
-            to_status=comment.status, reasons=list(routing.reasons),
-        )
-    )
-    if idempotency is not None:
-        session.add(IdempotencyKey(api_key_id=idempotency.client_id, key=idempotency.key,
-                                   fingerprint=idempotency.fingerprint, comment_id=comment.id))
+    # Core INSERTs: the ORM's unit of work was the largest cost of a submission, paid while holding
+    # SQLite's write lock. Every column is given, so the object handed back below is the stored row.
+    values = {
+        "article_id": article.id, "parent_id": new.parent_id, "author_id": new.author_id,
+        "author_name": new.author_name, "text": new.text, "status": routing.status, "toxicity": score.toxicity,
+        "category": score.category, "reasons": list(routing.reasons), "model_version": model.version,
+        "created_at": now, "updated_at": now, "decided_by": None, "decided_at": None, "report_count": 0,
+        "reported": False, "claimed_by": None, "claimed_until": None,
+    }
+    connection = session.connection()
+    comment_id = connection.execute(_INSERT_COMMENT, values).inserted_primary_key[0]
+    note_comments_changed(session)
     try:
+        connection.execute(_INSERT_ACTION, {
+            "comment_id": comment_id, "moderator": None, "from_status": None, "to_status": routing.status,
+            "reasons": list(routing.reasons), "note": None, "created_at": now,
+        })
+        if idempotency is not None:
+            connection.execute(_INSERT_IDEMPOTENCY, {
+                "api_key_id": idempotency.client_id, "key": idempotency.key,
+                "fingerprint": idempotency.fingerprint, "comment_id": comment_id, "created_at": now,
+            })
         session.commit()
     except IntegrityError:
         # The same key, concurrently from another worker or instance: answer with its comment.
@@ -161,6 +184,9 @@ def submit_comment(
         if idempotency is not None and (first := _replay(session, idempotency)) is not None:
             return Submission(first, replayed=True)
         raise
+    comment = Comment(id=comment_id, article=article, **values)
+    make_transient_to_detached(comment)
+    session.add(comment)  # persistent, as if loaded: no SQL
     return Submission(comment)
 
 
