@@ -31,8 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
+from scratch import scratch_postgres  # noqa: E402  (benchmarks/ is the script folder)
 from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from moderation.models import Comment  # noqa: E402
@@ -87,25 +86,6 @@ def create_key(env: dict[str, str], role: str) -> str:
                            "--name", f"bench-{role}"], cwd=ROOT, env=env, capture_output=True, text=True,
                           check=True, timeout=60)
     return done.stdout.strip()
-
-
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    """Create `bench_load_<pid>` and yield its SQLAlchemy URL; drop it afterwards whatever happened."""
-    import psycopg
-
-    name = f"bench_load_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(admin_url)
-        user, host, port = info.get("user", "postgres"), info.get("host", "127.0.0.1"), info.get("port", "5432")
-        yield f"postgresql+psycopg://{user}@{host}:{port}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        log(f"dropped scratch database {name}")
 
 
 def seed_listing(base: str, backend: str, moderator: str) -> dict[str, int]:
@@ -319,7 +299,7 @@ def main() -> int:
         results = {"echo": run_echo(args, tmp, coral_file)}
         results["sqlite"] = run_service("sqlite", f"sqlite:///{tmp / 'load.db'}", args, tmp, coral_file)
         if not args.skip_postgres:
-            with scratch_postgres(args.postgres) as url:
+            with scratch_postgres(args.postgres, "bench_load", log) as url:
                 results["postgres"] = run_service("postgres", url, args, tmp, coral_file)
         report(results, args)
     except BaseException:

@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scratch import scratch_postgres  # noqa: E402  (benchmarks/ is the script folder)
 from sqlalchemy import Engine, event  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -304,25 +305,6 @@ def run(engine: Engine, rows: int) -> None:
         print(f"  {cold:>10.3f} {warm:>10.3f}  {label}")
 
 
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    """Create `bench_plans_<pid>` and yield its SQLAlchemy URL; drop it afterwards whatever happened."""
-    import psycopg
-
-    name = f"bench_plans_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(admin_url)
-        yield (f"postgresql+psycopg://{info.get('user', 'postgres')}@{info.get('host', '127.0.0.1')}:"
-               f"{info.get('port', '5432')}/{name}")
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        log(f"dropped scratch database {name}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="comments in PostgreSQL (default 1,000,000)")
@@ -333,7 +315,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     if not args.skip_postgres:
-        with scratch_postgres(args.postgres) as url:
+        with scratch_postgres(args.postgres, "bench_plans", log) as url:
             migrate(url)
             engine = make_engine(url)
             try:

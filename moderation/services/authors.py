@@ -23,14 +23,14 @@ class AuthorHistory:
     ban_until: datetime | None
 
 
+def in_force(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
+    """Return the condition for a ban that is in force at `now`: for good, or until a later time."""
+    return or_(AuthorBan.until.is_(None), AuthorBan.until > now)
+
+
 def ban_in_force(author_id: str | BindParameter[str], now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """Return the condition for a ban of `author_id` that is in force at `now` (values or bound parameters)."""
-    return and_(AuthorBan.author_id == author_id, or_(AuthorBan.until.is_(None), AuthorBan.until > now))
-
-
-def active_ban(session: Session, author_id: str) -> AuthorBan | None:
-    """Return the author's ban if one is in force now."""
-    return session.scalar(select(AuthorBan).where(ban_in_force(author_id, utcnow())))
+    return and_(AuthorBan.author_id == author_id, in_force(now))
 
 
 def ban_author(session: Session, author_id: str, *, reason: str, until: datetime | None, moderator: str) -> AuthorBan:
@@ -68,8 +68,7 @@ def histories(session: Session, author_ids: set[str]) -> dict[str, AuthorHistory
         counts[author_id][status] = count
     bans = {
         b.author_id: b for b in session.scalars(
-            select(AuthorBan).where(AuthorBan.author_id.in_(author_ids),
-                                    or_(AuthorBan.until.is_(None), AuthorBan.until > utcnow()))
+            select(AuthorBan).where(AuthorBan.author_id.in_(author_ids), in_force(utcnow()))
         )
     }
     return {
