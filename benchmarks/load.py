@@ -1,6 +1,7 @@
 """Load-test the service under gunicorn with wrk, on SQLite and PostgreSQL, beside a bare Flask echo app.
 
     .venv/bin/python benchmarks/load.py [--duration 10] [--connections 16] [--threads 2] [--skip-postgres]
+        [--scenario submission ...]
 
 One run starts, one after the other and each with the same gunicorn.conf.py (2 sync workers, preloaded):
 the echo app (benchmarks/echo_app.py), the service through boot.sh on a fresh SQLite file, and the
@@ -191,7 +192,7 @@ def run_echo(args: argparse.Namespace, tmp: Path, coral_file: Path) -> dict[str,
     command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "benchmarks.echo_app:app"]
     with running(command, env, f"{base}/readyz", timeout=60):
         log("echo app up; running scenarios")
-        return {s: run_wrk(s, base, args, BENCH_TOKEN="none", BENCH_CORAL_FILE=str(coral_file)) for s in SCENARIOS}
+        return {s: run_wrk(s, base, args, BENCH_TOKEN="none", BENCH_CORAL_FILE=str(coral_file)) for s in args.scenarios}
 
 
 def run_service(backend: str, url: str, args: argparse.Namespace, tmp: Path, coral_file: Path) -> dict[str, Any]:
@@ -204,7 +205,7 @@ def run_service(backend: str, url: str, args: argparse.Namespace, tmp: Path, cor
         backend_token, moderator_token = create_key(env, "backend"), create_key(env, "moderator")
         out: dict[str, Any] = {"seed": seed_listing(base, backend_token, moderator_token)}
         log(f"{backend}: service up, listing article seeded ({out['seed']}); running scenarios")
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             out[scenario] = run_wrk(scenario, base, args, BENCH_TOKEN=backend_token,
                                     BENCH_CORAL_FILE=str(coral_file))
             if scenario == "submission":
@@ -228,7 +229,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     print(header)
     print("-" * len(header))
     for backend, result in results.items():
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             r = result[scenario]
             ratio = f"{r['rps'] / echo[scenario]['rps']:.2f}x" if backend != "echo" else ""
             statuses = " ".join(f"{k}:{v}" for k, v in sorted(r["statuses"].items()))
@@ -242,12 +243,14 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         print(f"listing article ({backend}): {LISTING_COMMENTS} comments seeded through the API, "
               f"{seed['by_model']} approved by the model, {seed['by_moderator']} approved by a moderator key "
               "(POST /v1/moderation/comments/<id>/decision); thresholds unchanged")
-        wrapped = result["coral"]["wrapped"]
+        wrapped = result["coral"]["wrapped"] if "coral" in result else 0
         if wrapped:
             print(f"note ({backend}): coral ran out of pre-signed bodies {wrapped} times and repeated some")
     print()
     for backend, result in results.items():
         if backend == "echo":
+            continue
+        if "rows" not in result:
             continue
         rows = result["rows"]
         print(f"rows == 201s  {backend}: {rows['rows']} submission rows - {rows['cut_rows']} from the "
@@ -258,19 +261,24 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         if backend == "echo":
             continue
         for scenario, share in TARGET_RATIO.items():
+            if scenario not in args.scenarios:
+                continue
             ratio = result[scenario]["rps"] / echo[scenario]["rps"]
             print(f"  [{verdict(ratio >= share)}] {backend:<9} {scenario} req/s >= {share}x echo: "
                   f"{result[scenario]['rps']:.1f} / {echo[scenario]['rps']:.1f} = {ratio:.2f}x")
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             p99 = result[scenario]["p99_ms"]
             print(f"  [{verdict(p99 <= TARGET_P99_MS)}] {backend:<9} {scenario} p99 <= {TARGET_P99_MS:.0f} ms: "
                   f"{p99:.1f} ms")
-        p99 = result["coral"]["p99_ms"]
-        print(f"  [{verdict(p99 <= CORAL_BUDGET_MS)}] {backend:<9} coral p99 <= {CORAL_BUDGET_MS:.0f} ms "
+        p99 = result["coral"]["p99_ms"] if "coral" in result else None
+        if p99 is not None:
+            print(f"  [{verdict(p99 <= CORAL_BUDGET_MS)}] {backend:<9} coral p99 <= {CORAL_BUDGET_MS:.0f} ms "
               f"(Coral's budget): {p99:.1f} ms")
-        errors = {s: result[s]["non_2xx"] + result[s]["socket_errors"] for s in SCENARIOS}
+        errors = {s: result[s]["non_2xx"] + result[s]["socket_errors"] for s in args.scenarios}
         print(f"  [{verdict(not any(errors.values()))}] {backend:<9} zero errors (non-2xx + socket): "
               + ", ".join(f"{s} {n}" for s, n in errors.items()))
+        if "rows" not in result:
+            continue
         rows = result["rows"]
         lost = rows["created"] - (rows["rows"] - rows["cut_rows"])
         print(f"  [{verdict(rows['ok'])}] {backend:<9} zero lost comments: {max(lost, 0)} lost, "
@@ -285,7 +293,10 @@ def main() -> int:
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite and the echo app only")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="admin connection that may create and drop bench_load_<pid>")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, dest="scenarios",
+                        help="run only this scenario (repeatable; default: all)")
     args = parser.parse_args()
+    args.scenarios = tuple(s for s in SCENARIOS if s in (args.scenarios or SCENARIOS))
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2

@@ -57,8 +57,13 @@ SUBMISSION_ENDPOINT = "comments.ArticleComments"
 DEMO_ENDPOINT = "demo.submit"
 
 
-def init_app(app: Flask) -> Limiter:
-    """Give `app` its own limiter (state is per app) and wrap the submission endpoint with reader limits."""
+def init_app(app: Flask) -> Limiter | None:
+    """Give `app` its own limiter (state is per app) and wrap the submission endpoint with reader limits.
+
+    With `MODERATION_RATELIMIT_ENABLED=0` no limiter is installed at all, so its hooks cost nothing.
+    """
+    if not app.config["RATELIMIT_ENABLED"]:
+        return None
     app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URL"]
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "moderation")

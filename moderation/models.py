@@ -36,7 +36,9 @@ class Comment(Base):
         # Public listing and queue walk this index in id order for one article and status.
         Index("ix_comments_article_status_id", "article_id", "status", "id"),
         Index("ix_comments_status_id", "status", "id"),
-        Index("ix_comments_author_id", "author_id"),
+        # Duplicate check at intake (author, article, recent), author histories and privacy requests.
+        # Without the article and time columns SQLite chose the article index and read every comment of it.
+        Index("ix_comments_author_article_created", "author_id", "article_id", "created_at"),
         Index("ix_comments_queue", "status", "reported", "toxicity"),
     )
 

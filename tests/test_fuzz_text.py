@@ -29,6 +29,18 @@ def test_clean_text_leaves_no_controls_and_is_idempotent(raw):
     cleaned.encode("utf-8")  # storable: no lone surrogates
 
 
+def test_clean_text_removes_exactly_controls_surrogates_and_bidi_overrides():
+    """Every code point: removed iff category Cc (but line break and tab), Cs, or a bidi override/isolate."""
+    bidi = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+    wrong = []
+    for code in range(0x110000):
+        ch = chr(code)
+        expected = ch not in "\n\t\r" and (unicodedata.category(ch) in {"Cc", "Cs"} or ch in bidi)
+        if (clean_text(f"a{ch}b") == "ab") != expected:
+            wrong.append(hex(code))
+    assert wrong == []
+
+
 @given(TEXT)
 @settings(max_examples=300, deadline=None)
 def test_normaliser_never_fails_and_offsets_point_into_the_text(raw):

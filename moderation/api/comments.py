@@ -50,7 +50,7 @@ def idempotency(article_id: str, data: dict[str, Any]) -> service.Idempotency | 
 @blp.route("/articles/<article_id:article_id>/comments")
 class ArticleComments(MethodView):
     @blp.response(200, CommentPage)
-    @blp.arguments(ListQuery, location="query", as_kwargs=True)
+    @blp.arguments(ListQuery(), location="query", as_kwargs=True)
     def get(self, article_id: str, limit: int, cursor: str | None, order: str) -> service.Page:
         """List an article's published comments, newest first.
 
@@ -70,7 +70,7 @@ class ArticleComments(MethodView):
 
     @blp.response(201, CommentOut)
     @blp.requires(BACKEND, ADMIN)
-    @blp.arguments(CommentIn())  # an instance: a class would be instantiated on every request
+    @blp.arguments(CommentIn())
     @blp.alt_response(429, schema=ErrorSchema, description="Too many submissions from this author or reader IP")
     @blp.alt_response(409, schema=ErrorSchema, description="Article closed, or a duplicate of a recent comment")
     def post(self, data: dict[str, Any], article_id: str) -> Any:

@@ -64,7 +64,7 @@ class ReportOut(Schema):
 class Ban(MethodView):
     @blp.response(200, BanOut)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(BanIn)
+    @blp.arguments(BanIn())
     def put(self, data: dict[str, Any], author_id: str) -> Any:
         """Ban an author: their new comments are rejected with `author_banned`."""
         return authors.ban_author(db.session, author_id, moderator=current_key().name, **data)
@@ -87,7 +87,7 @@ class WordListsView(MethodView):
 
     @blp.response(200, WordLists)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(WordLists)
+    @blp.arguments(WordLists())
     def put(self, data: dict[str, list[str]]) -> dict[str, list[str]]:
         """Replace both lists; matching ignores case, folds umlauts and sees through the usual evasions."""
         result = wordlists.replace_wordlists(db.session, data["banned"], data["suspect"])
@@ -105,7 +105,7 @@ class Settings(MethodView):
 
     @blp.response(200, ArticleSettings)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(ArticleSettings)
+    @blp.arguments(ArticleSettings())
     def put(self, data: dict[str, bool], article_id: str) -> Any:
         """Close or open an article's comments, switch pre-moderation (every comment to the queue)."""
         return articles.update_settings(db.session, checked_article_id(article_id), **data)
@@ -115,7 +115,7 @@ class Settings(MethodView):
 class Reports(MethodView):
     @blp.response(201, ReportOut)
     @blp.requires(BACKEND, ADMIN)
-    @blp.arguments(ReportIn)
+    @blp.arguments(ReportIn())
     @blp.alt_response(404, schema=ErrorSchema, description="No such comment")
     @blp.alt_response(409, schema=ErrorSchema, description="The comment is not published")
     def post(self, data: dict[str, Any], comment_id: int) -> dict[str, Any]:

@@ -237,7 +237,7 @@ def _spans(text: str, toxicity: float, highlights: Iterable[Highlight]) -> list[
 class AnalyzeComment(MethodView):
     @blp.response(200, AnalyzeCommentResponse)
     @requires_backend_key
-    @blp.arguments(AnalyzeCommentRequest, error_status_code=400)
+    @blp.arguments(AnalyzeCommentRequest(), error_status_code=400)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Score a German comment like Perspective's AnalyzeComment (TOXICITY, SEVERE_TOXICITY); store nothing."""
         text = _comment_text(data.get("comment"), stored=False)
@@ -277,7 +277,7 @@ class AnalyzeComment(MethodView):
 class SuggestCommentScore(MethodView):
     @blp.response(200, SuggestCommentScoreResponse)
     @requires_backend_key
-    @blp.arguments(SuggestCommentScoreRequest, error_status_code=400)
+    @blp.arguments(SuggestCommentScoreRequest(), error_status_code=400)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Store a moderator's decision (0 approved, 1 rejected) as a training label; the latest one wins."""
         text = _comment_text(data.get("comment"), stored=True)

@@ -123,7 +123,7 @@ def serialize_items(items: list[queue_service.QueueItem]) -> list[dict[str, Any]
 class Queue(MethodView):
     @blp.response(200, QueuePageSchema)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(QueueQuery, location="query", as_kwargs=True)
+    @blp.arguments(QueueQuery(), location="query", as_kwargs=True)
     def get(self, **query: Any) -> dict[str, Any]:
         """List comments waiting for a decision, riskiest first, with highlights, reports and author history."""
         page = queue_service.list_queue(db.session, **query)
@@ -134,7 +134,7 @@ class Queue(MethodView):
 class Claim(MethodView):
     @blp.response(200, ClaimOut)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(ClaimIn)
+    @blp.arguments(ClaimIn())
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Claim the next unclaimed comments for a few minutes, so no two moderators review the same one."""
         items = queue_service.claim(db.session, current_key().name, minutes=current_app.config["CLAIM_MINUTES"], **data)
@@ -145,7 +145,7 @@ class Claim(MethodView):
 class Decision(MethodView):
     @blp.response(200, CommentOut)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(DecisionIn)
+    @blp.arguments(DecisionIn())
     @blp.alt_response(404, schema=ErrorSchema, description="No such comment")
     @blp.alt_response(409, schema=ErrorSchema, description="Decided or claimed by someone else")
     def post(self, data: dict[str, Any], comment_id: int) -> Any:
@@ -157,7 +157,7 @@ class Decision(MethodView):
 class Audit(MethodView):
     @blp.response(200, AuditPage)
     @blp.requires(MODERATOR, ADMIN)
-    @blp.arguments(AuditQuery, location="query", as_kwargs=True)
+    @blp.arguments(AuditQuery(), location="query", as_kwargs=True)
     def get(self, **query: Any) -> dict[str, Any]:
         """Return the audit trail, newest first: every status change, by whom (null: the system) and why."""
         return {"actions": audit.audit_trail(db.session, **query)}

@@ -17,7 +17,7 @@ blp = Blueprint("scoring", __name__, url_prefix="/v1", description="Score a text
 class ScoreText(MethodView):
     @blp.response(200, ScoreOut)
     @blp.requires(BACKEND, MODERATOR, ADMIN)
-    @blp.arguments(ScoreIn)
+    @blp.arguments(ScoreIn())
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Score a text: toxicity, offensive or not, category and the words that drove the score."""
         model = classifier.model

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row, String, bindparam, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from moderation.db import UTCDateTime, begin_write, note_comments_changed, utcnow
 from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReused, InvalidInput, NotFound
@@ -77,12 +77,37 @@ class Idempotency:
 
 
 @dataclass(frozen=True)
+class StoredComment:
+    """A comment as intake stored it: plain values, no ORM state (what the API answers with)."""
+
+    id: int
+    article_external_id: str
+    parent_id: int | None
+    author_id: str
+    author_name: str
+    text: str
+    status: str
+    toxicity: float
+    category: str | None
+    reasons: list[str]
+    model_version: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, comment: Comment) -> StoredComment:
+        """Copy a loaded comment."""
+        return cls(comment.id, comment.article_external_id, comment.parent_id, comment.author_id,
+                   comment.author_name, comment.text, comment.status, comment.toxicity, comment.category,
+                   list(comment.reasons), comment.model_version, comment.created_at)
+
+
+@dataclass(frozen=True)
 class Submission:
-    comment: Comment
+    comment: StoredComment
     replayed: bool = False
 
 
-def _replay(session: Session, idempotency: Idempotency) -> Comment | None:
+def _replay(session: Session, idempotency: Idempotency) -> StoredComment | None:
     stored = session.scalar(select(IdempotencyKey).where(IdempotencyKey.api_key_id == idempotency.client_id,
                                                          IdempotencyKey.key == idempotency.key))
     if stored is None:
@@ -90,14 +115,14 @@ def _replay(session: Session, idempotency: Idempotency) -> Comment | None:
     if stored.fingerprint != idempotency.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request",
                                    fields={"Idempotency-Key": ["Already used with another body or article."]})
-    return get_comment(session, stored.comment_id)
+    return StoredComment.of(get_comment(session, stored.comment_id))
 
 
 # What submit_comment needs to know about the article and the submission, in one round trip inside the
 # write transaction. Built once: per request only the parameters change.
 _AUTHOR, _NOW = bindparam("author_id", type_=String), bindparam("now", type_=UTCDateTime)
 _CHECKS = select(
-    Article,
+    Article.id, Article.comments_open, Article.premoderation,
     select(Comment.id).where(Comment.author_id == _AUTHOR, Comment.article_id == Article.id,
                              Comment.created_at >= bindparam("since"), Comment.text == bindparam("text"))
     .limit(1).scalar_subquery().label("original_id"),
@@ -112,8 +137,9 @@ _INSERT_IDEMPOTENCY = insert(IdempotencyKey)
 
 def _article_and_checks(session: Session, article_id: str, new: NewComment, now: datetime,
                         duplicate_window: timedelta) -> Row[Any] | None:
-    """Return (Article, original_id, author_banned, parent_article), or None for an unknown article."""
-    return session.execute(_CHECKS, {
+    """Return (id, comments_open, premoderation, original_id, author_banned, parent_article) of the article,
+    or None for an unknown article. A Core statement: no ORM objects are built on this path."""
+    return session.connection().execute(_CHECKS, {
         "external_id": article_id, "author_id": new.author_id, "text": new.text, "now": now,
         "since": now - duplicate_window, "parent_id": new.parent_id,
     }).one_or_none()
@@ -137,10 +163,9 @@ def submit_comment(
     if checks is None:  # the article's first comment
         get_or_create_article(session, article_id)
         checks = _article_and_checks(session, article_id, new, now, duplicate_window)
-    article = checks.Article
-    if not article.comments_open:
+    if not checks.comments_open:
         raise ArticleClosed(f"comments on article {article_id!r} are closed")
-    if new.parent_id is not None and checks.parent_article != article.id:
+    if new.parent_id is not None and checks.parent_article != checks.id:
         raise InvalidInput(
             "parent_id must name a comment of the same article",
             fields={"parent_id": [f"No comment {new.parent_id} under article {article_id!r}."]},
@@ -152,13 +177,13 @@ def submit_comment(
         author_banned=bool(checks.author_banned),
         banned_terms=tuple(matcher.find(BANNED, new.text)),
         suspect_terms=tuple(matcher.find(SUSPECT, new.text)),
-        premoderation=article.premoderation,
+        premoderation=checks.premoderation,
     )
     routing = route(score.toxicity, thresholds, rules)
     # Core INSERTs: the ORM's unit of work was the largest cost of a submission, paid while holding
     # SQLite's write lock. Every column is given, so the object handed back below is the stored row.
     values = {
-        "article_id": article.id, "parent_id": new.parent_id, "author_id": new.author_id,
+        "article_id": checks.id, "parent_id": new.parent_id, "author_id": new.author_id,
         "author_name": new.author_name, "text": new.text, "status": routing.status, "toxicity": score.toxicity,
         "category": score.category, "reasons": list(routing.reasons), "model_version": model.version,
         "created_at": now, "updated_at": now, "decided_by": None, "decided_at": None, "report_count": 0,
@@ -184,10 +209,9 @@ def submit_comment(
         if idempotency is not None and (first := _replay(session, idempotency)) is not None:
             return Submission(first, replayed=True)
         raise
-    comment = Comment(id=comment_id, article=article, **values)
-    make_transient_to_detached(comment)
-    session.add(comment)  # persistent, as if loaded: no SQL
-    return Submission(comment)
+    return Submission(StoredComment(
+        comment_id, article_id, new.parent_id, new.author_id, new.author_name, new.text, routing.status,
+        score.toxicity, score.category, list(routing.reasons), model.version, now))
 
 
 def _encode_cursor(last_id: int) -> str:
