@@ -1,0 +1,119 @@
+"""SQLite writers queue on a file lock beside the database, held from BEGIN IMMEDIATE to COMMIT/ROLLBACK."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from moderation.cli import cli
+from moderation.db import begin_write, make_engine
+from moderation.services.comments import _CHECKS
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether another open file description could take the writer lock now."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+    yield engine
+    engine.dispose()
+
+
+def test_writer_holds_the_lock_until_commit_or_rollback(engine, tmp_path):
+    lock = tmp_path / "w.db-writer.lock"
+    with Session(engine) as session:
+        begin_write(session)
+        assert not lock_is_free(lock)
+        session.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        session.commit()
+        assert lock_is_free(lock)
+
+        begin_write(session)
+        assert not lock_is_free(lock)
+        session.rollback()
+        assert lock_is_free(lock)
+
+        begin_write(session)
+        session.execute(text("INSERT INTO t (v) VALUES ('b')"))
+        with pytest.raises(IntegrityError):
+            session.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        session.rollback()
+        assert lock_is_free(lock)
+
+        session.execute(text("SELECT count(*) FROM t"))  # readers never take it
+        assert lock_is_free(lock)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT v FROM t ORDER BY v")).scalars().all() == ["a"]
+
+
+def test_closing_a_connection_mid_transaction_frees_the_lock(engine, tmp_path):
+    session = Session(engine)
+    begin_write(session)
+    assert not lock_is_free(tmp_path / "w.db-writer.lock")
+    session.close()
+    engine.dispose()
+    assert lock_is_free(tmp_path / "w.db-writer.lock")
+
+
+def test_concurrent_writers_all_commit(engine):
+    def write(n: int) -> None:
+        for i in range(25):
+            with Session(engine) as session:
+                begin_write(session)
+                session.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": f"{n}-{i}"})
+                session.commit()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 100
+
+
+def test_in_memory_database_needs_no_lock_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    engine = make_engine("sqlite://")
+    with Session(engine) as session:
+        begin_write(session)
+        session.commit()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duplicate_check_uses_the_author_index(tmp_path):
+    """The intake check must not walk every comment of the article (SQLite chose the article index before 0005)."""
+    url = f"sqlite:///{tmp_path / 'plan.db'}"
+    assert CliRunner().invoke(cli, ["db", "upgrade"], env={"MODERATION_DATABASE_URL": url}).exit_code == 0
+    engine = make_engine(url)
+    compiled = _CHECKS.compile(dialect=sqlite.dialect())
+    params = {name: None for name in compiled.params}
+    with engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
+                                                       tuple(params.get(n) for n in compiled.positiontup))]
+    engine.dispose()
+    duplicate = plan[plan.index(next(p for p in plan if "CORRELATED SCALAR SUBQUERY" in p)) + 1]
+    assert "ix_comments_author_article_created" in duplicate, plan
