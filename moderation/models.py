@@ -40,6 +40,9 @@ class Comment(Base):
         # Without the article and time columns SQLite chose the article index and read every comment of it.
         Index("ix_comments_author_article_created", "author_id", "article_id", "created_at"),
         Index("ix_comments_queue", "status", "reported", "toxicity"),
+        # The queue of one article (moderators filter by article); without it SQLite walked every
+        # pending comment of every article through ix_comments_queue.
+        Index("ix_comments_article_queue", "article_id", "status", "reported", "toxicity"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -8,15 +8,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import text
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from moderation.cli import cli
 from moderation.db import begin_write, make_engine
-from moderation.services.comments import _CHECKS
 
 
 def lock_is_free(path: Path) -> bool:
@@ -102,18 +98,3 @@ def test_in_memory_database_needs_no_lock_file(tmp_path, monkeypatch):
         begin_write(session)
         session.commit()
     assert list(tmp_path.iterdir()) == []
-
-
-def test_duplicate_check_uses_the_author_index(tmp_path):
-    """The intake check must not walk every comment of the article (SQLite chose the article index before 0005)."""
-    url = f"sqlite:///{tmp_path / 'plan.db'}"
-    assert CliRunner().invoke(cli, ["db", "upgrade"], env={"MODERATION_DATABASE_URL": url}).exit_code == 0
-    engine = make_engine(url)
-    compiled = _CHECKS.compile(dialect=sqlite.dialect())
-    params = {name: None for name in compiled.params}
-    with engine.connect() as conn:
-        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}",
-                                                       tuple(params.get(n) for n in compiled.positiontup))]
-    engine.dispose()
-    duplicate = plan[plan.index(next(p for p in plan if "CORRELATED SCALAR SUBQUERY" in p)) + 1]
-    assert "ix_comments_author_article_created" in duplicate, plan
