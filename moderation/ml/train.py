@@ -36,6 +36,10 @@ ARTIFACT_NAME = "model.joblib"
 N_SPLITS = 5
 SMALL_DATA_ROWS = 1000
 FALLBACK_THRESHOLDS = {"decision": 0.5, "approve": 0.25, "reject": 0.75}
+# The classifier trains with balanced class weights, so 0.5 is its balanced-error point. A threshold
+# tuned on the training rows' out-of-fold predictions did worse on unseen folds: nested grouped CV on
+# GermEval 2018 (threshold chosen on inner folds, 3 seeds) gave 77.88 macro-F1 against 78.25 at 0.5.
+DECISION_THRESHOLD = 0.5
 
 
 def resolve_params(n_rows: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -124,13 +128,16 @@ def train_and_save(
                    "reject_threshold": FALLBACK_THRESHOLDS["reject"], "source": "default"}
         validation: dict[str, Any] = {"skipped": "too little data for cross-validation"}
     else:
-        decision = best_macro_f1_threshold(y, oof)
+        decision = DECISION_THRESHOLD
         routing = {**routing_thresholds(y, oof, decision), "source": "out-of-fold"}
+        best = best_macro_f1_threshold(y, oof)
         validation = {
             "method": f"stratified grouped {folds}-fold cross-validation, seed {seed}",
             "folds": folds,
             "at_decision_threshold": classification_metrics(y, oof, decision),
-            "at_0.5": classification_metrics(y, oof, 0.5),
+            # For information: tuned on these same predictions, so optimistic.
+            "best_threshold": best,
+            "at_best_threshold": classification_metrics(y, oof, best),
         }
         say(f"cross-validated macro-F1 {validation['at_decision_threshold']['macro_f1']:.4f} "
             f"at threshold {decision:.3f} ({time.perf_counter() - started:.0f}s)")

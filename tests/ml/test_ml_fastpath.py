@@ -27,6 +27,8 @@ def _fit(params: dict):
     {"char_ngram_range": (1, 3), "word_ngram_range": (1, 1)},
     {"char_ngram_range": (3, 6), "word_ngram_range": (2, 3), "C": 100.0},
     {"class_weight": None, "nb_alpha": 0.5},
+    {"word_weight": 1.0},
+    {"word_weight": 2.5, "word_ngram_range": (1, 3)},
 ])
 def test_fast_path_equals_predict_proba(params):
     pipeline = _fit(params)
