@@ -1,5 +1,6 @@
 """gunicorn settings for `make run` and the Docker image (both start it through boot.sh)."""
 
+import gc
 import os
 
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
@@ -15,7 +16,15 @@ accesslog = None
 def post_fork(server, worker):
     # Connections opened in the master must not be shared by the forked workers.
     app = server.app.wsgi()
-    app.extensions["moderation.db"][0].dispose(close=False)
+    engine = app.extensions["moderation.db"][0]
+    engine.dispose(close=False)
+    if hasattr(engine, "url"):  # the load benchmark's echo app has no database
+        from moderation.db import start_background_checkpoints
+
+        start_background_checkpoints(engine)  # SQLite only; a no-op for PostgreSQL
+    # What the master preloaded (the app, the model's vocabularies) lives as long as the worker: keep
+    # it out of the cyclic garbage collector, whose full passes otherwise walk it all.
+    gc.freeze()
 
 
 # Prometheus counters are per process; workers write them to a shared folder that /metrics adds up.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from moderation.db import begin_write, make_engine
+from moderation.db import begin_write, make_engine, start_background_checkpoints
 
 
 def lock_is_free(path: Path) -> bool:
@@ -98,3 +99,27 @@ def test_in_memory_database_needs_no_lock_file(tmp_path, monkeypatch):
         begin_write(session)
         session.commit()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_background_checkpoints_move_the_wal_into_the_database(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    checkpointer = start_background_checkpoints(engine, interval=0.05)
+    try:
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0  # requests never checkpoint
+            conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            conn.exec_driver_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+                                 "INSERT INTO t (v) SELECT printf('%.2000c', 'x') FROM n")
+        database = tmp_path / "c.db"
+        deadline = time.monotonic() + 30
+        while database.stat().st_size < 3000 * 2000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert database.stat().st_size >= 3000 * 2000  # the rows reached the database file, not only the WAL
+    finally:
+        checkpointer.stop()
+        engine.dispose()
+
+
+def test_no_checkpointer_for_postgres_or_memory():
+    assert start_background_checkpoints(make_engine("sqlite://")) is None
+    assert start_background_checkpoints(make_engine("postgresql+psycopg://u@127.0.0.1:1/none")) is None
