@@ -9,6 +9,8 @@
 With --seeds N the figures are means over N different fold assignments.
 Prints shared-task macro-F1 (harmonic mean of macro precision and macro recall) of the
 out-of-fold predictions at threshold 0.5 and at the threshold that maximises it, plus ROC-AUC.
+With several files it also prints macro-F1 at 0.5 on each file's rows alone: the 2021 rows'
+figure is the closest estimate of the held-out GermEval 2021 score for a model trained on both.
 """
 
 from __future__ import annotations
@@ -70,13 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {**(BASELINE if args.baseline else {}), **_parse_set(args.set)}
     params = resolve_params(len(data.texts), overrides)
     started = time.perf_counter()
-    runs = []
+    labels = np.asarray(data.labels)
+    ends = np.cumsum([s["rows"] for s in data.sources])
+    file_rows = {s["path"]: slice(end - s["rows"], end) for s, end in zip(data.sources, ends, strict=True)}
+    runs, by_file = [], {name: [] for name in file_rows}
     for seed in range(args.seed, args.seed + args.seeds):
         oof, folds = out_of_fold_scores(data.texts, data.labels, data.groups, params,
                                         seed=seed, n_jobs=args.jobs)
         best = best_macro_f1_threshold(data.labels, oof)
         runs.append((classification_metrics(data.labels, oof, 0.5),
                      classification_metrics(data.labels, oof, best), best))
+        for name, rows in file_rows.items():
+            by_file[name].append(classification_metrics(labels[rows], oof[rows], 0.5)["macro_f1"])
     print(json.dumps({
         "data": [s["path"] for s in data.sources],
         "rows": len(data.texts),
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             100 * float(np.mean([r[1]["macro_f1"] for r in runs])), 2),
         "best_threshold": [round(r[2], 4) for r in runs],
         "roc_auc": round(float(np.mean([r[0]["roc_auc"] for r in runs])), 4),
+        **({"macro_f1_at_0.5_by_file": {name: round(100 * float(np.mean(f1)), 2)
+                                        for name, f1 in by_file.items()}} if len(by_file) > 1 else {}),
         "seconds": round(time.perf_counter() - started, 1),
     }, indent=2))
     return 0
