@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import sqlite3
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy import exc as exc_module
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -44,14 +44,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# How long a writer waits for another before it fails, as SQLite's busy_timeout below.
+WRITER_WAIT_SECONDS = 10.0
+
+
 class _SQLiteConnection(sqlite3.Connection):
     """A pysqlite connection that queues writers on a file lock (flock) beside the database.
 
     SQLite's own busy handler makes a blocked writer sleep 1, 2, 5, 10 ... ms before it looks again,
     however soon the lock is free: with two gunicorn workers writing, most waits were sleeps. A
-    writer takes this lock before BEGIN IMMEDIATE and drops it after COMMIT or ROLLBACK, so the next
-    one wakes the moment the lock is released. The kernel drops it if a process dies. SQLite's locking
-    still guards the data; writers that do not use this lock (sqlite3 shell) only wait the old way.
+    writer takes this lock before BEGIN IMMEDIATE and drops it after COMMIT or ROLLBACK; a waiting
+    one looks again after 50 µs, doubling up to 1 ms, and gives up like SQLite after
+    `WRITER_WAIT_SECONDS` ("database is locked"). The kernel drops the lock if a process dies.
+    SQLite's locking still guards the data; writers that do not use this lock (sqlite3 shell,
+    migrations) only wait the old way.
     """
 
     lock_path: str | None = None
@@ -59,12 +65,29 @@ class _SQLiteConnection(sqlite3.Connection):
     _locked = False
 
     def lock_writer(self) -> None:
-        """Wait for the writer lock (no-op for an in-memory database)."""
+        """Wait for the writer lock (no-op for an in-memory database or a lock file we may not open)."""
         if self.lock_path is None or self._locked:
             return
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:  # flock needs no write access: a lock file created by another user still works
+                self._lock_fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                self.lock_path = None  # SQLite's own waiting only
+                return
+        deadline, pause = None, 0.00005
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + WRITER_WAIT_SECONDS
+                elif now > deadline:
+                    raise sqlite3.OperationalError(
+                        f"database is locked (waited {WRITER_WAIT_SECONDS:.0f} s for the writer lock)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
         self._locked = True
 
     def _unlock_writer(self) -> None:
@@ -102,7 +125,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(WRITER_WAIT_SECONDS * 1000)}")
     cursor.close()
 
 
@@ -113,12 +136,21 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
         return
     dbapi_connection = conn.connection.dbapi_connection
-    dbapi_connection.lock_writer()
+    try:
+        dbapi_connection.lock_writer()
+    except sqlite3.OperationalError as exc:  # raised as SQLAlchemy would have raised SQLite's own timeout
+        raise exc_module.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except BaseException:
         dbapi_connection.rollback()  # nothing to roll back; drops the writer lock
         raise
+
+
+def database_unavailable(error: exc_module.DBAPIError) -> bool:
+    """Whether a database error is transient (connection lost or refused, SQLite locked): a 503 to retry."""
+    reason = str(error.orig).lower()
+    return bool(error.connection_invalidated) or "connect" in reason or "database is locked" in reason
 
 
 def begin_write(session: Session) -> None:
@@ -141,70 +173,13 @@ def note_comments_changed(session: Session) -> None:
     session.info[COMMENTS_CHANGED] = True
 
 
-def sqlite_file(engine: Engine) -> str | None:
-    """Return the path of the engine's SQLite database file, or None (another database, or in memory)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return os.path.abspath(database)
-
-
-class Checkpointer(threading.Thread):
-    """Runs SQLite's WAL checkpoints in the background, off the requests' path (see start_background_checkpoints)."""
-
-    def __init__(self, path: str, interval: float) -> None:
-        super().__init__(name="sqlite-checkpoint", daemon=True)
-        self.path, self.interval = path, interval
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        log = logging.getLogger("moderation.db")
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA busy_timeout=1000")
-        try:
-            while not self.stopped.wait(self.interval):
-                try:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as exc:  # busy or a hiccup: the next round tries again
-                    log.warning("wal_checkpoint_failed", extra={"error": str(exc)})
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        """End the thread after its current round."""
-        self.stopped.set()
-        self.join()
-
-
-def start_background_checkpoints(engine: Engine, interval: float = 1.0) -> Checkpointer | None:
-    """Move SQLite's WAL checkpoints out of the requests: a thread of this process runs them.
-
-    By default the commit that fills the WAL past 1,000 pages copies it into the database and
-    fsyncs while it holds the write lock: every few hundred submissions one waited 5-20 ms, and the
-    writers behind it with it. Connections opened after this call do not checkpoint; the thread runs
-    a PASSIVE checkpoint (it never blocks writers or readers) every `interval` seconds. Meant for
-    servers (gunicorn.conf.py starts one per worker); short-lived commands keep SQLite's default.
-    Returns the running thread, or None for a database that is not a SQLite file.
-    """
-    path = sqlite_file(engine)
-    if path is None:
-        return None
-    event.listen(engine, "connect", _no_autocheckpoint)
-    checkpointer = Checkpointer(path, interval)
-    checkpointer.start()
-    return checkpointer
-
-
-def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
-
-
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """Create an engine for `url`, with SQLite tuned for a web server."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "factory": _SQLiteConnection})
-        if (path := sqlite_file(engine)) is not None:
-            lock_path = f"{path}-writer.lock"
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            lock_path = f"{os.path.abspath(database)}-writer.lock"
             event.listen(engine, "connect", lambda dbapi_connection, _record: setattr(
                 dbapi_connection, "lock_path", lock_path))
         event.listen(engine, "connect", _sqlite_connect)

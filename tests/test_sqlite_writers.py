@@ -5,15 +5,16 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from moderation.db import begin_write, make_engine, start_background_checkpoints
+from moderation import db as db_module
+from moderation.db import begin_write, make_engine
+from tests.test_bad_input import assert_error
 
 
 def lock_is_free(path: Path) -> bool:
@@ -101,25 +102,48 @@ def test_in_memory_database_needs_no_lock_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_background_checkpoints_move_the_wal_into_the_database(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    checkpointer = start_background_checkpoints(engine, interval=0.05)
+def test_a_writer_waiting_too_long_fails_like_sqlite(engine, monkeypatch):
+    """A stuck holder (a paused CLI, a debugger) must not hang writers for ever: 'database is locked'."""
+    monkeypatch.setattr(db_module, "WRITER_WAIT_SECONDS", 0.2)
+    with Session(engine) as holder, Session(engine) as waiter:
+        begin_write(holder)
+        with pytest.raises(OperationalError, match="database is locked"):
+            begin_write(waiter)
+        holder.rollback()
+        begin_write(waiter)  # free again: the failed waiter's session is still usable
+        waiter.execute(text("INSERT INTO t (v) VALUES ('after')"))
+        waiter.commit()
+
+
+def test_a_lock_file_that_cannot_be_opened_falls_back_to_sqlites_waiting(engine):
+    with Session(engine) as session:
+        raw = session.connection().connection.dbapi_connection
+        raw.lock_path = "/nonexistent-folder/w.db-writer.lock"
+        session.rollback()
+        begin_write(session)
+        session.execute(text("INSERT INTO t (v) VALUES ('x')"))
+        session.commit()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT v FROM t")).scalars().all() == ["x"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_locked_database_is_a_503_to_retry_and_stores_nothing(client, auth, count_rows, database_url,
+                                                                 monkeypatch):
+    monkeypatch.setattr(db_module, "WRITER_WAIT_SECONDS", 0.2)
+    before = count_rows()
+    other = make_engine(database_url)
     try:
-        with engine.begin() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0  # requests never checkpoint
-            conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-            conn.exec_driver_sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
-                                 "INSERT INTO t (v) SELECT printf('%.2000c', 'x') FROM n")
-        database = tmp_path / "c.db"
-        deadline = time.monotonic() + 30
-        while database.stat().st_size < 3000 * 2000 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert database.stat().st_size >= 3000 * 2000  # the rows reached the database file, not only the WAL
+        with Session(other) as holder:
+            begin_write(holder)  # another process's long write transaction
+            answer = client.post("/v1/articles/a-1/comments", headers=auth["backend"],
+                                 json={"author_id": "l1", "author_name": "L", "text": "Guter Artikel."})
+            holder.rollback()
     finally:
-        checkpointer.stop()
-        engine.dispose()
-
-
-def test_no_checkpointer_for_postgres_or_memory():
-    assert start_background_checkpoints(make_engine("sqlite://")) is None
-    assert start_background_checkpoints(make_engine("postgresql+psycopg://u@127.0.0.1:1/none")) is None
+        other.dispose()
+    assert_error(answer, 503, "database_unavailable")
+    assert int(answer.headers["Retry-After"]) > 0
+    assert count_rows() == before
+    again = client.post("/v1/articles/a-1/comments", headers=auth["backend"],
+                        json={"author_id": "l1", "author_name": "L", "text": "Guter Artikel."})
+    assert again.status_code == 201

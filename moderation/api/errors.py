@@ -9,6 +9,7 @@ from flask import Flask, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from moderation.db import database_unavailable
 from moderation.errors import DuplicateComment, ModerationError
 from moderation.extensions import db
 
@@ -82,9 +83,9 @@ def handle_domain_error(error: ModerationError) -> tuple[dict, int, dict]:
 
 
 def handle_database_error(error: DBAPIError) -> tuple[dict, int, dict]:
-    """A lost or refused database connection is a 503 the client may retry; anything else is a 500."""
+    """A lost, refused or (SQLite) locked database is a 503 the client may retry; anything else is a 500."""
     _rollback()
-    if error.connection_invalidated or "connect" in str(error.orig).lower():
+    if database_unavailable(error):
         log.error("database_unavailable", extra={"path": request.path})
         return (
             error_body(503, "The database is unavailable; retry shortly.", code="database_unavailable"),

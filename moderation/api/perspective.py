@@ -30,6 +30,7 @@ from moderation.api.perspective_discovery import (
     SuggestCommentScoreResponse,
     discovery_document,
 )
+from moderation.db import database_unavailable
 from moderation.errors import ModerationError
 from moderation.extensions import classifier, db
 from moderation.ml import Highlight
@@ -108,7 +109,7 @@ def _http_error(error: HTTPException) -> tuple[dict, int, dict]:
 
 def _database_error(error: DBAPIError) -> tuple[dict, int, dict]:
     db.session.rollback()
-    if error.connection_invalidated or "connect" in str(error.orig).lower():
+    if database_unavailable(error):
         log.error("database_unavailable", extra={"path": request.path})
         return error_response(503, "The service is currently unavailable.", {"Retry-After": "5"})
     log.exception("database_error", extra={"path": request.path})

@@ -17,7 +17,7 @@ from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReu
 from moderation.ml import LoadedModel
 from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, IdempotencyKey, ModerationAction
 from moderation.services.authors import ban_in_force
-from moderation.services.routing import Rules, Thresholds, route
+from moderation.services.routing import Routing, Rules, Thresholds, route
 from moderation.services.wordlists import load_matcher
 
 
@@ -145,20 +145,9 @@ def _article_and_checks(session: Session, article_id: str, new: NewComment, now:
     }).one_or_none()
 
 
-def submit_comment(
-    session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment, *,
-    idempotency: Idempotency | None = None, duplicate_window: timedelta = timedelta(minutes=5),
-) -> Submission:
-    """Score, route and store one comment with its audit row; commit and return it.
-
-    A retry with the same `idempotency` key returns the comment the first request created; the same
-    text from the same author under the same article within `duplicate_window` is refused.
-    """
-    score = model.score(new.text, explain=False)
-    begin_write(session)
-    if idempotency is not None and (first := _replay(session, idempotency)) is not None:
-        return Submission(first, replayed=True)
-    now = utcnow()
+def _checks_and_routing(session: Session, toxicity: float, thresholds: Thresholds, article_id: str,
+                        new: NewComment, now: datetime, duplicate_window: timedelta) -> tuple[Row[Any], Routing]:
+    """Check the submission against its article, author and the word lists; return the checks and the route."""
     checks = _article_and_checks(session, article_id, new, now, duplicate_window)
     if checks is None:  # the article's first comment
         get_or_create_article(session, article_id)
@@ -179,7 +168,30 @@ def submit_comment(
         suspect_terms=tuple(matcher.find(SUSPECT, new.text)),
         premoderation=checks.premoderation,
     )
-    routing = route(score.toxicity, thresholds, rules)
+    return checks, route(toxicity, thresholds, rules)
+
+
+def submit_comment(
+    session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment, *,
+    idempotency: Idempotency | None = None, duplicate_window: timedelta = timedelta(minutes=5),
+) -> Submission:
+    """Score, route and store one comment with its audit row; commit and return it.
+
+    A retry with the same `idempotency` key returns the comment the first request created; the same
+    text from the same author under the same article within `duplicate_window` is refused.
+    """
+    score = model.score(new.text, explain=False)
+    begin_write(session)
+    try:  # on SQLite the write lock is held from here: every way out before the inserts releases it
+        if idempotency is not None and (first := _replay(session, idempotency)) is not None:
+            session.rollback()
+            return Submission(first, replayed=True)
+        now = utcnow()
+        checks, routing = _checks_and_routing(session, score.toxicity, thresholds, article_id, new, now,
+                                              duplicate_window)
+    except BaseException:
+        session.rollback()
+        raise
     # Core INSERTs: the ORM's unit of work was the largest cost of a submission, paid while holding
     # SQLite's write lock. Every column is given, so the object handed back below is the stored row.
     values = {

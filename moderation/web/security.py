@@ -11,6 +11,7 @@ from flask import Blueprint, g, jsonify, render_template, request, session, url_
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
+from moderation.db import database_unavailable
 from moderation.errors import ArticleClosed, Conflict, DuplicateComment, ModerationError
 from moderation.extensions import db
 from moderation.models import ApiKey
@@ -150,7 +151,7 @@ def _domain_error(error: ModerationError) -> Any:
 
 def _database_error(error: DBAPIError) -> Any:
     db.session.rollback()
-    if error.connection_invalidated or "connect" in str(error.orig).lower():
+    if database_unavailable(error):
         log.error("database_unavailable", extra={"path": request.path})
         return error_page(503)
     log.exception("database_error", extra={"path": request.path})

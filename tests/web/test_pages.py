@@ -117,10 +117,10 @@ def test_revoked_key_is_signed_out_on_next_request(app, moderator):
 # --- queue -----------------------------------------------------------------------------------------------------------
 
 def test_queue_escapes_comment_text_and_shows_german_labels(moderator, seed):
-    seed("Interessant <script>alert(1)</script> & <b>fett</b> Idiot", name="<i>Mallory</i>")
+    seed("Interessant <script>alert(1)</script> & <b>fett</b>, du dummer Idiot", name="<i>Mallory</i>")
     page = moderator.get("/moderation/")
     assert page.status_code == 200
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;fett&lt;/b&gt; <mark title=\"Gewicht 0," in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;fett&lt;/b&gt;, <mark title=\"Gewicht 0," in page.text
     assert ">Idiot</mark>" in page.text and "Beleidigung" in page.text
     assert "<script>alert(1)" not in page.text and "<b>fett" not in page.text
     assert "&lt;i&gt;Mallory&lt;/i&gt;" in page.text
