@@ -39,6 +39,8 @@ class Comment(Base):
         # Duplicate check at intake (author, article, recent), author histories and privacy requests.
         # Without the article and time columns SQLite chose the article index and read every comment of it.
         Index("ix_comments_author_article_created", "author_id", "article_id", "created_at"),
+        # Author histories on the queue (counts by status): read from the index alone.
+        Index("ix_comments_author_status", "author_id", "status"),
         Index("ix_comments_queue", "status", "reported", "toxicity"),
         # The queue of one article (moderators filter by article); without it SQLite walked every
         # pending comment of every article through ix_comments_queue.

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from moderation.cli import cli
 from moderation.db import make_engine, utcnow
-from moderation.services import articles, queue
+from moderation.services import articles, authors, queue
 from moderation.services.comments import NewComment, _article_and_checks
 
 
@@ -69,3 +69,9 @@ def test_one_articles_queue_uses_the_article_index(engine, sort):
     for sql, plan in found.items():
         on_comments = [step for step in plan if " comments " in f" {step} "]
         assert on_comments and all("ix_comments_article_" in step for step in on_comments), (sql, plan)
+
+
+def test_author_histories_are_counted_from_the_index_alone(engine):
+    found = plans(engine, lambda s: authors.histories(s, {"leser-1", "leser-2"}))
+    (plan,) = found.values()
+    assert any("COVERING INDEX ix_comments_author_status" in step for step in plan), plan
