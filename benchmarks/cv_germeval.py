@@ -38,7 +38,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "germeval2018" / "germeval2018.
 # A plain TF-IDF (word 1-2 + char 2-5) logistic regression, as in the data README.
 BASELINE = {"word_ngram_range": (1, 2), "char_ngram_range": (2, 5), "min_df": 1,
             "max_df": 1.0, "nb_alpha": None, "C": 1.0, "class_weight": None,
-            "normalize": False, "word_weight": 1.0}
+            "normalize": False, "word_weight": 1.0, "style_weight": None}
 
 
 def _parse_set(items: list[str]) -> dict:

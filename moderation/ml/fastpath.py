@@ -1,8 +1,10 @@
 """Score one comment with dictionary lookups and small vector sums from a fitted linear pipeline.
 
 The pipeline is TextNormalizer -> FeatureUnion(TfidfVectorizer, ...) -> NBScaler or
-passthrough -> LogisticRegression. Everything after normalisation is linear in the
-l2-normalised tf-idf values, so per vectorizer block the logit is
+passthrough -> LogisticRegression, optionally beside StyleFeatures of the raw text (see
+`moderation.ml.pipeline.text_parts`). Style features add a constant plus one weight per count
+to the logit. Everything after normalisation is linear in the l2-normalised tf-idf values,
+so per vectorizer block the logit is
 
     sum_j s(tf_j) * idf_j * w_j / sqrt(sum_j s(tf_j)**2 * idf_j**2)
 
@@ -30,6 +32,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from moderation.ml.normalize import normalize, normalize_with_offsets
+from moderation.ml.pipeline import StyleFeatures, style_counts, text_parts
 
 # Distinct normalised words whose analysis is kept (about 650 bytes each: some 10 MiB
 # when full). Read when a scorer is built; 0 turns the cache off.
@@ -76,27 +79,47 @@ class FastScorer:
 
     def __init__(self, pipeline: Pipeline, category_head=None, *, word_cache_size: int | None = None):
         names = [name for name, _ in pipeline.steps]
-        _check(names == ["normalize", "features", "nb", "clf"], f"unexpected steps {names}")
-        _check(getattr(pipeline.named_steps["normalize"], "full", True),
-               "the normalize step must apply the full normalisation")
-        union = pipeline.named_steps["features"]
-        nb = pipeline.named_steps["nb"]
+        _check(names in (["normalize", "features", "nb", "clf"], ["features", "clf"]), f"unexpected steps {names}")
+        if names == ["features", "clf"]:
+            outer = pipeline.named_steps["features"]
+            parts = [name for name, _ in outer.transformer_list]
+            _check(parts == ["text", "style"] and not outer.transformer_weights, f"unexpected feature parts {parts}")
+            _check([name for name, _ in outer.transformer_list[0][1].steps] == ["normalize", "features", "nb"],
+                   "the text part must be normalize, features, nb")
+            _check(isinstance(outer.transformer_list[1][1], StyleFeatures), "the style part must be StyleFeatures")
+        normalizer, union, nb, style = text_parts(pipeline)
+        _check(getattr(normalizer, "full", True), "the normalize step must apply the full normalisation")
         clf = pipeline.named_steps["clf"]
         _check(clf.coef_.shape[0] == 1, "the classifier must be binary")
         _check(list(clf.classes_) == [0, 1], "classes must be 0 and 1")
-        scale = np.ones(clf.coef_.shape[1])
+        n_style = 0 if style is None else style.mean_.shape[0]
+        n_text = clf.coef_.shape[1] - n_style
+        scale = np.ones(n_text)
         if nb not in (None, "passthrough"):
             scale = np.asarray(nb.ratio_, dtype=np.float64)
-        coef = clf.coef_[0] * scale
+        coef = clf.coef_[0, :n_text] * scale
         cat_coef = None
         if category_head is not None:
-            cat_coef = np.asarray(category_head.coef_, dtype=np.float64) * scale
+            _check(category_head.coef_.shape[1] == clf.coef_.shape[1],
+                   "the category head must see the classifier's features")
+            cat_coef = np.asarray(category_head.coef_, dtype=np.float64)[:, :n_text] * scale
             self.category_intercepts = np.array(category_head.intercept_, dtype=np.float64)
             self.category_labels = [str(c) for c in category_head.classes_]
         else:
             self.category_intercepts = np.zeros(0)
             self.category_labels = []
         self.intercept = float(clf.intercept_[0])
+        # Style features are linear in their counts c: weight * (c - mean) / scale. Their part of a
+        # logit is a constant plus one weight per count (the category head's likewise, per category).
+        self._style = None
+        if style is not None:
+            factor = style.weight / np.asarray(style.scale_, dtype=np.float64)
+            mean = np.asarray(style.mean_, dtype=np.float64)
+            per_count = clf.coef_[0, n_text:] * factor
+            self._style = (per_count.tolist(), float(-(per_count * mean).sum()))
+            if category_head is not None:
+                cat_per_count = np.asarray(category_head.coef_, dtype=np.float64)[:, n_text:] * factor
+                self._category_style = (cat_per_count, -(cat_per_count @ mean))
         weights = union.transformer_weights or {}
         vectorizers = []
         union_offset = 0
@@ -293,27 +316,45 @@ class FastScorer:
                 contributions += np.bincount(token_owner[first_token + j], weights=part, minlength=size)
         return logit, hits, contributions.tolist()
 
-    def category_logits(self, hits) -> list[float]:
-        """Return the category head's logits for the features found by `score_normalized`."""
+    def category_logits(self, hits, counts: tuple[float, ...] | None = None) -> list[float]:
+        """Return the category head's logits for the features found by `score_normalized`
+        (and, for a model with style features, the text's `style_counts`)."""
         if not self.category_labels:
             return []
-        if hits is None:
-            return self.category_intercepts.tolist()
-        index, scaled, norms, block_start = hits
-        values = scaled.copy()
-        for lo, hi, norm in zip(block_start, [*block_start[1:], index.size], norms.tolist(), strict=True):
-            values[lo:hi] /= norm
-        return (self.category_intercepts + values @ self._category_weight[index]).tolist()
+        logits = self.category_intercepts
+        if hits is not None:
+            index, scaled, norms, block_start = hits
+            values = scaled.copy()
+            for lo, hi, norm in zip(block_start, [*block_start[1:], index.size], norms.tolist(), strict=True):
+                values[lo:hi] /= norm
+            logits = logits + values @ self._category_weight[index]
+        if self._style is not None:
+            per_count, constant = self._category_style
+            logits = logits + constant + per_count @ np.asarray(counts, dtype=np.float64)
+        return logits.tolist()
+
+    def style_logit(self, text: str) -> tuple[float, tuple[float, ...] | None]:
+        """Return the style features' part of the logit of a raw text and its counts (0 and None without)."""
+        if self._style is None:
+            return 0.0, None
+        per_count, constant = self._style
+        counts = style_counts(text)
+        return constant + sum(w * c for w, c in zip(per_count, counts, strict=True)), counts
 
     def probability(self, text: str) -> float:
         """Return the offensive-class probability of a raw text, as predict_proba would."""
         logit, _, _ = self.score_normalized(normalize(text))
-        return _sigmoid(logit)
+        return _sigmoid(logit + self.style_logit(text)[0])
 
     def explain(self, text: str):
-        """Return (probability, hits, [(start, end, weight)] in the original text)."""
+        """Return (probability, hits, [(start, end, weight)] in the original text).
+
+        `hits` is what `category_logits` takes: (n-gram hits, style counts). The words' weights
+        add up to the n-gram part of the logit; the style part belongs to no word.
+        """
         norm, starts, ends = normalize_with_offsets(text)
         logit, hits, contributions = self.score_normalized(norm, explain=True)
+        style, counts = self.style_logit(text)
         spans = []
         begin = 0
         for word, weight in zip(norm.split(" ") if norm else (), contributions, strict=True):
@@ -322,12 +363,13 @@ class FastScorer:
             # character's start to its last character's end.
             spans.append((starts[begin], ends[end - 1], weight))
             begin = end + 1
-        return _sigmoid(logit), hits, spans
+        return _sigmoid(logit + style), (hits, counts), spans
 
     def classify(self, text: str):
-        """Return (probability, hits) for a raw text without attributions."""
+        """Return (probability, hits) for a raw text without attributions (hits as for `explain`)."""
         logit, hits, _ = self.score_normalized(normalize(text))
-        return _sigmoid(logit), hits
+        style, counts = self.style_logit(text)
+        return _sigmoid(logit + style), (hits, counts)
 
 
 def _sigmoid(z: float) -> float:

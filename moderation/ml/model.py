@@ -77,9 +77,11 @@ class LoadedModel:
     def _category(self, offensive: bool, hits) -> str | None:
         if not offensive or not self._fast.category_labels:
             return None
-        cat_logits = self._fast.category_logits(hits)
-        best = max(range(len(cat_logits)), key=cat_logits.__getitem__)
-        return self._fast.category_labels[best]
+        cat_logits = self._fast.category_logits(*hits)
+        labels = self._fast.category_labels
+        if len(cat_logits) == 1:  # a head fitted on two categories has one logit, for the second
+            return labels[1] if cat_logits[0] > 0 else labels[0]
+        return labels[max(range(len(cat_logits)), key=cat_logits.__getitem__)]
 
     def score(self, text: str, *, explain: bool = True) -> Score:
         """Score one comment on the fast path, optionally with highlighted spans."""

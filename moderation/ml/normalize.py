@@ -31,7 +31,7 @@ _EMOJI_WORDS = {
     "🐀": "xratte", "🐍": "xschlange", "🤥": "xluege", "💀": "xtot", "🔫": "xwaffe",
     "🪓": "xwaffe", "🔪": "xwaffe", "☠": "xtot", "🖤": "xherz", "💙": "xherz", "💚": "xherz",
 }
-_EMOJI_RE = re.compile(
+EMOJI_RE = re.compile(
     "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff]"
 )
 # Invisible joiners, variation selectors and skin tones only decorate the emoji before them.
@@ -114,7 +114,7 @@ _PRE_STEPS: list[_Step] = [
     (_has_url, re.compile(r"(?i)\b(?:https?://|www\.)\S+"), f" {URL_TOKEN} "),
     (_has("@"), re.compile(r"(?<![\w@])@\w+"), f" {USER_TOKEN} "),
     (_not_ascii, _INVISIBLE_RE, ""),
-    (_not_ascii, _EMOJI_RE, _emoji_match),
+    (_not_ascii, EMOJI_RE, _emoji_match),
 ]
 _POST_STEPS: list[_Step] = [
     # A decomposed umlaut becomes one letter, so that the joining below sees it as one.

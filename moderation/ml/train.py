@@ -30,6 +30,7 @@ from moderation.ml.pipeline import (
     build_category_head,
     build_pipeline,
     strip_for_storage,
+    text_parts,
 )
 
 ARTIFACT_NAME = "model.joblib"
@@ -155,7 +156,7 @@ def train_and_save(
     os.replace(tmp, out / ARTIFACT_NAME)
     sha = file_sha256(out / ARTIFACT_NAME)
     now = datetime.now(UTC)
-    n_features = [len(v.vocabulary_) for _, v in pipeline.named_steps["features"].transformer_list]
+    n_features = [len(v.vocabulary_) for _, v in text_parts(pipeline)[1].transformer_list]
     metadata = {
         "version": f"{now:%Y.%m.%d}-{sha[:7]}",
         "created_at": now.isoformat(timespec="seconds"),

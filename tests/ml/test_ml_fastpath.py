@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from moderation.ml.fastpath import FastScorer, UnsupportedPipeline, char_wb_grams
 from moderation.ml.normalize import normalize
-from moderation.ml.pipeline import build_category_head, build_pipeline
+from moderation.ml.pipeline import build_category_head, build_pipeline, style_counts, text_parts
 
 from .conftest import OBFUSCATED, TINY, random_texts
 
-PROBES = OBFUSCATED + [t for t, _, _ in TINY] + random_texts(300, seed=7)
+# Rows whose emoji and "!!" runs vary, so that every style count gets a weight of its own.
+STYLE_ROWS = [
+    ("Hahaha 😂😂😂 was für ein Clown!!!", 1, "insult"),
+    ("Ihr seid doch alle Idioten?!?! 🤡", 1, "insult"),
+    ("Super Beitrag 👍 danke!!", 0, None),
+    ("Schöne Grüße aus Köln ☀️", 0, None),
+]
+PROBES = OBFUSCATED + [t for t, _, _ in TINY + STYLE_ROWS] + random_texts(300, seed=7)
 TINY_PARAMS = {"min_df": 1, "max_df": 1.0}
+ROWS = TINY + STYLE_ROWS
 
 
 def _fit(params: dict):
-    texts = [t for t, _, _ in TINY]
-    labels = [y for _, y, _ in TINY]
+    texts = [t for t, _, _ in ROWS]
+    labels = [y for _, y, _ in ROWS]
     return build_pipeline({**TINY_PARAMS, **params}).fit(texts, labels)
+
+
+def test_every_style_count_carries_weight():
+    # Otherwise the equivalence tests below could not tell the counts apart.
+    assert np.all(_fit({})["clf"].coef_[0, -3:] != 0)
+
+
+def test_line_break_markers_are_not_words():
+    assert style_counts("Erste Zeile|LBR|zweite Zeile") == style_counts("Erste Zeile\nzweite Zeile")
+    assert style_counts("Na toll!!! 😂😂 Echt?!") == (math.log1p(3), math.log1p(2), math.log1p(2))
 
 
 @pytest.mark.parametrize("params", [
@@ -29,6 +49,9 @@ def _fit(params: dict):
     {"class_weight": None, "nb_alpha": 0.5},
     {"word_weight": 1.0},
     {"word_weight": 2.5, "word_ngram_range": (1, 3)},
+    {"style_weight": None},
+    {"style_weight": None, "nb_alpha": None},
+    {"style_weight": 3.0, "nb_alpha": None},
 ])
 def test_fast_path_equals_predict_proba(params):
     pipeline = _fit(params)
@@ -59,18 +82,24 @@ def test_word_contributions_add_up_to_the_logit(params):
         assert sum(contributions) == pytest.approx(logit - fast.intercept, abs=1e-9)
 
 
-def test_fast_path_handles_a_block_without_sublinear_tf():
-    pipeline = build_pipeline({**TINY_PARAMS})
-    pipeline.set_params(features__word__sublinear_tf=False)
-    pipeline.fit([t for t, _, _ in TINY], [y for _, y, _ in TINY])
+# The n-gram union's parameters, in a pipeline with style features and in one without.
+UNION = {None: "features__", 0.1: "features__text__features__"}
+
+
+@pytest.mark.parametrize("style", UNION)
+def test_fast_path_handles_a_block_without_sublinear_tf(style):
+    pipeline = build_pipeline({**TINY_PARAMS, "style_weight": style})
+    pipeline.set_params(**{f"{UNION[style]}word__sublinear_tf": False})
+    pipeline.fit([t for t, _, _ in ROWS], [y for _, y, _ in ROWS])
     fast = FastScorer(pipeline)
     expected = pipeline.predict_proba(PROBES)[:, 1]
     np.testing.assert_allclose([fast.explain(t)[0] for t in PROBES], expected, rtol=0, atol=1e-9)
 
 
-def test_fast_path_honours_union_weights():
-    pipeline = _fit({})
-    pipeline.set_params(features__transformer_weights={"word": 0.5, "char": 2.0})
+@pytest.mark.parametrize("style", UNION)
+def test_fast_path_honours_union_weights(style):
+    pipeline = _fit({"style_weight": style})
+    pipeline.set_params(**{f"{UNION[style]}transformer_weights": {"word": 0.5, "char": 2.0}})
     expected = pipeline.predict_proba(PROBES)[:, 1]
     got = [FastScorer(pipeline).probability(t) for t in PROBES]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
@@ -80,20 +109,21 @@ def test_fast_path_honours_union_weights():
 @pytest.mark.parametrize("text", PROBES[:60])
 def test_char_ngrams_match_sklearn_analyzer(text, ngram_range):
     pipeline = _fit({"char_ngram_range": ngram_range})
-    vectorizer = pipeline.named_steps["features"].transformer_list[1][1]
+    vectorizer = text_parts(pipeline)[1].transformer_list[1][1]
     norm = normalize(text)
     ours = [g for word in norm.split(" ") if word for g in char_wb_grams(word, *ngram_range)]
     assert ours == vectorizer.build_analyzer()(norm)
 
 
-def test_category_logits_match_category_head():
-    pipeline = _fit({"nb_alpha": 1.0})
-    rows = [(t, c) for t, y, c in TINY if y]
+@pytest.mark.parametrize("style", UNION)
+def test_category_logits_match_category_head(style):
+    pipeline = _fit({"nb_alpha": 1.0, "style_weight": style})
+    rows = [(t, c) for t, y, c in ROWS if y]
     features = pipeline[:-1].transform([t for t, _ in rows])
     head = build_category_head().fit(features, [c for _, c in rows])
     fast = FastScorer(pipeline, head)
     expected = head.decision_function(pipeline[:-1].transform(PROBES[:50]))
-    got = [fast.category_logits(fast.score_normalized(normalize(t))[1]) for t in PROBES[:50]]
+    got = [fast.category_logits(*fast.classify(t)[1]) for t in PROBES[:50]]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 
 
@@ -119,6 +149,6 @@ def test_explanation_spans_cover_the_original_words(text, originals):
 
 def test_unsupported_pipeline_is_refused():
     pipeline = _fit({})
-    pipeline.named_steps["features"].transformer_list[1][1].set_params(analyzer="char")
+    text_parts(pipeline)[1].transformer_list[1][1].set_params(analyzer="char")
     with pytest.raises(UnsupportedPipeline, match="analyzer"):
         FastScorer(pipeline)

@@ -12,7 +12,7 @@ import sklearn
 from moderation.ml import Highlight, ModelError, Score, load_model, train_and_save
 from moderation.ml.model import file_sha256
 
-from .conftest import OBFUSCATED, random_texts
+from .conftest import OBFUSCATED, TINY, random_texts
 
 
 def _copy(src, tmp_path):
@@ -151,3 +151,17 @@ def test_training_is_reproducible(tmp_path, tiny_rows):
     second = train_and_save(texts, labels, tmp_path / "b", categories=categories, seed=3)
     assert first["artifact"]["sha256"] == second["artifact"]["sha256"]
     assert first["decision_threshold"] == second["decision_threshold"]
+
+
+def test_a_two_category_head_names_either_category(tmp_path):
+    # With two categories the head has one logit (for the second); both must be reachable.
+    rows = [(text, label, "insult" if category == "abuse" else category) for text, label, category in TINY]
+    train_and_save([t for t, _, _ in rows], [y for _, y, _ in rows], tmp_path,
+                   categories=[c for _, _, c in rows], seed=0)
+    model = load_model(tmp_path)
+    assert model.metadata["categories"]["labels"] == ["insult", "profanity"]
+    offensive = [t for t in [t for t, y, _ in rows if y] + OBFUSCATED if model.score(t).offensive]
+    expected = model.category_head.predict(model.pipeline[:-1].transform(offensive))
+    got = [model.score(t).category for t in offensive]
+    assert got == [str(c) for c in expected]
+    assert set(got) == {"insult", "profanity"}
