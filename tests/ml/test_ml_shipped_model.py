@@ -47,3 +47,33 @@ def test_shipped_highlights_name_the_insult(shipped):
     assert any("V o l l i d i o t" in h.text for h in score.highlights)
     for h in score.highlights:
         assert text[h.start:h.end] == h.text
+
+
+VERSIONS = sorted(p.name for p in (MODEL_DIR / "versions").iterdir()) if (MODEL_DIR / "versions").is_dir() else []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_stored_version_scores_as_its_pipeline(version):
+    """Each stored version (the serving one and those kept for rollback, of either pipeline shape)
+    loads, and its fast path gives the pipeline's probabilities and the category head's choice."""
+    from tests.ml.conftest import OBFUSCATED, random_texts
+
+    model = load_model(MODEL_DIR / "versions" / version)
+    texts = OBFUSCATED + random_texts(150, seed=3) + ["Du bist so ein dummes Arschloch 😂😂 !!!", "Danke!"]
+    expected = model.pipeline.predict_proba(texts)[:, 1]
+    got = [model.score(text, explain=False).toxicity for text in texts]
+    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= 1e-9
+    head = model.category_head
+    features = model.pipeline[:-1].transform(texts)
+    for text, probability, predicted in zip(texts, expected, head.predict(features), strict=True):
+        category = model.score(text).category
+        assert category == (str(predicted) if probability >= model.decision_threshold else None)
+
+
+def test_the_shipped_model_can_be_rolled_back():
+    """The version that served before the current one is still stored, so `models rollback` works."""
+    from moderation.ml.registry import history, read_pointer
+
+    current = read_pointer(MODEL_DIR)
+    previous = next(e["previous"] for e in reversed(history(MODEL_DIR)) if e["version"] == current)
+    assert previous in VERSIONS and previous != current

@@ -235,7 +235,7 @@ def test_unknown_comment_is_german_404(moderator):
 
 def test_dashboard_shows_figures_and_chart(app, moderator, seed):
     held = [seed(f"Frage {i} zur Brücke?", author=f"l{i}") for i in range(3)]
-    seed("Schöner Bericht.", premoderation=False)
+    seed("Danke für den ausgewogenen Bericht, sehr informativ.", premoderation=False)  # approved by the model
     with app.app_context():
         queue_service.decide(db.session, held[0], "test-moderator", decision="approve")
     page = moderator.get("/moderation/dashboard")
