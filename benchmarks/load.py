@@ -13,6 +13,10 @@ the shipped model and rate limits off. Each is driven with the wrk scripts in be
     score       POST /v1/score
     coral       POST /v1/integrations/coral/moderation   pre-signed bodies (X-Coral-Signature)
 
+For the submission scenario it also runs benchmarks/floor_app.py on each backend: the least a
+submission must do (fixed-token check, the fast scorer, one raw-driver transaction with the duplicate
+check and two inserts), which shows how close to the echo app any implementation could come.
+
 It prints requests/s, p50/p99 latency and errors per scenario, the ratios to the echo app, whether every
 201 wrk counted is a row in the database (and nothing more), and PASS/MISS against the targets. The
 exit status is 0 whenever the measurements ran, whatever the figures.
@@ -47,6 +51,7 @@ from tests.servers import BIN, free_port, running, service_env  # noqa: E402
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
 CORAL_SECRET = "bench-coral-secret"
+FLOOR_TOKEN = "bench-floor-token"
 ARTICLES = 50
 LISTING_ARTICLE = "bench-liste"
 LISTING_COMMENTS = 200
@@ -195,6 +200,25 @@ def run_echo(args: argparse.Namespace, tmp: Path, coral_file: Path) -> dict[str,
         return {s: run_wrk(s, base, args, BENCH_TOKEN="none", BENCH_CORAL_FILE=str(coral_file)) for s in args.scenarios}
 
 
+def migrate(env: dict[str, str], url: str) -> None:
+    """Create the service's schema on `url`."""
+    subprocess.run([str(BIN / "python"), "-m", "moderation", "db", "upgrade"], cwd=ROOT,
+                   env={**env, "MODERATION_DATABASE_URL": url}, capture_output=True, check=True, timeout=120)
+
+
+def run_floor(backend: str, url: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Drive the floor app (benchmarks/floor_app.py) on `url` with the submission scenario."""
+    port = free_port()
+    env = server_env(tmp, f"floor-{backend}", port, MODERATION_DATABASE_URL=url,
+                     MODERATION_MODEL_DIR=str(ROOT / "model"), FLOOR_TOKEN=FLOOR_TOKEN)
+    migrate(env, url)
+    base = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "benchmarks.floor_app:app"]
+    with running(command, env, f"{base}/readyz", timeout=60):
+        log(f"floor app on {backend} up; running submission")
+        return {"submission": run_wrk("submission", base, args, BENCH_TOKEN=FLOOR_TOKEN)}
+
+
 def run_service(backend: str, url: str, args: argparse.Namespace, tmp: Path, coral_file: Path) -> dict[str, Any]:
     """Start the service through boot.sh on `url`, seed the listing article and drive every scenario."""
     port = free_port()
@@ -224,20 +248,20 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
     echo = results["echo"]
     print(f"\nwrk {args.threads} threads, {args.connections} connections, {args.duration} s per scenario; "
           "gunicorn.conf.py: 2 sync workers, preload; shipped model; rate limits off\n")
-    header = (f"{'backend':<9} {'scenario':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    header = (f"{'backend':<14} {'scenario':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
               f"{'non-2xx':>8} {'sock err':>8} {'vs echo':>8}  statuses")
     print(header)
     print("-" * len(header))
     for backend, result in results.items():
-        for scenario in args.scenarios:
+        for scenario in (s for s in args.scenarios if s in result):
             r = result[scenario]
             ratio = f"{r['rps'] / echo[scenario]['rps']:.2f}x" if backend != "echo" else ""
             statuses = " ".join(f"{k}:{v}" for k, v in sorted(r["statuses"].items()))
-            print(f"{backend:<9} {scenario:<11} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            print(f"{backend:<14} {scenario:<11} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
                   f"{r['max_ms']:>8.2f} {r['non_2xx']:>8} {r['socket_errors']:>8} {ratio:>8}  {statuses}")
     print()
     for backend, result in results.items():
-        if backend == "echo":
+        if backend == "echo" or backend.startswith("floor"):
             continue
         seed = result["seed"]
         print(f"listing article ({backend}): {LISTING_COMMENTS} comments seeded through the API, "
@@ -256,9 +280,15 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         print(f"rows == 201s  {backend}: {rows['rows']} submission rows - {rows['cut_rows']} from the "
               f"{rows['cut_off']} requests wrk cut off at its deadline = {rows['rows'] - rows['cut_rows']}; "
               f"wrk counted {rows['created']} x 201 -> {verdict(rows['ok'])}")
+    for backend, result in results.items():
+        floor = results.get(f"floor-{backend}")
+        if floor is not None and "submission" in result:
+            served, least = result["submission"]["rps"], floor["submission"]["rps"]
+            print(f"floor ({backend}): the least a submission must do reaches {least:.1f} req/s = "
+                  f"{least / echo['submission']['rps']:.2f}x echo; the service does {served / least:.2f}x of that")
     print(f"\ntargets (measured at {args.connections} connections; the p99 target is stated for 16):")
     for backend, result in results.items():
-        if backend == "echo":
+        if backend == "echo" or backend.startswith("floor"):
             continue
         for scenario, share in TARGET_RATIO.items():
             if scenario not in args.scenarios:
@@ -308,8 +338,13 @@ def main() -> int:
         # Enough distinct bodies that even a fast run does not repeat one (repeats are counted and printed).
         write_coral_bodies(coral_file, 2000 + 1500 * args.duration)
         results = {"echo": run_echo(args, tmp, coral_file)}
+        if "submission" in args.scenarios:
+            results["floor-sqlite"] = run_floor("sqlite", f"sqlite:///{tmp / 'floor.db'}", args, tmp)
         results["sqlite"] = run_service("sqlite", f"sqlite:///{tmp / 'load.db'}", args, tmp, coral_file)
         if not args.skip_postgres:
+            if "submission" in args.scenarios:
+                with scratch_postgres(args.postgres, "bench_floor", log) as url:
+                    results["floor-postgres"] = run_floor("postgres", url, args, tmp)
             with scratch_postgres(args.postgres, "bench_load", log) as url:
                 results["postgres"] = run_service("postgres", url, args, tmp, coral_file)
         report(results, args)
