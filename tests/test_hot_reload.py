@@ -91,11 +91,12 @@ class Load:
         for thread in self.threads:
             thread.join(timeout=30)
 
-    def wait_for(self, condition, timeout: float = 60) -> None:
+    def wait_for(self, condition, timeout: float = 60, describe=lambda: "") -> None:
         deadline = time.monotonic() + timeout
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert condition(), "condition not reached in time"
+        assert condition(), f"condition not reached in time; {len(self.answers)} answers, " \
+                            f"last versions {[v for _, v in self.answers[-8:]]}, failures {self.failures[-3:]}; {describe()}"
 
 
 def promote(env, root, version) -> None:
@@ -140,7 +141,18 @@ def test_every_worker_switches_and_a_broken_version_is_refused(two_versions, tmp
             (broken / "model.joblib").write_bytes((root / "versions" / first / "model.joblib").read_bytes() + b"!")
             (root / "next").write_text("kaputt\n")
             os.replace(root / "next", root / POINTER)
-            load.wait_for(lambda: "model_error" in requests.get(f"{base}/readyz", timeout=5).json())
+            seen: list[str] = []
+
+            def refused() -> bool:
+                answer = requests.get(f"{base}/readyz", timeout=5)
+                seen.append(f"{answer.status_code} {answer.text[:300]}")
+                return "model_error" in answer.json()
+
+            def context() -> str:
+                log = [line for line in (tmp_path / "server.log").read_text().splitlines() if "model_" in line]
+                return f"readyz answered {seen[-3:]}; server log: {log[-6:]}"
+
+            load.wait_for(refused, describe=context)
             count = len(load.answers)
             load.wait_for(lambda: len(load.answers) >= count + 40)
         ready = requests.get(f"{base}/readyz", timeout=5)
