@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = tmp
             start = time.perf_counter()
             train_and_save(data.texts, data.labels, model_dir, categories=data.categories,
-                           groups=data.groups, sources=data.sources)
+                           groups=data.groups, domains=data.domains, sources=data.sources)
             print(f"training on all rows (grouped 5-fold CV + final fit): "
                   f"{time.perf_counter() - start:.1f} s")
         model = load_model(model_dir)

@@ -38,7 +38,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "germeval2018" / "germeval2018.
 # A plain TF-IDF (word 1-2 + char 2-5) logistic regression, as in the data README.
 BASELINE = {"word_ngram_range": (1, 2), "char_ngram_range": (2, 5), "min_df": 1,
             "max_df": 1.0, "nb_alpha": None, "C": 1.0, "class_weight": None,
-            "normalize": False, "word_weight": 1.0, "style_weight": None}
+            "normalize": False, "word_weight": 1.0, "style_weight": None,
+            "domain_adaptation": False}
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, by_file = [], {name: [] for name in file_rows}
     for seed in range(args.seed, args.seed + args.seeds):
         oof, folds = out_of_fold_scores(data.texts, data.labels, data.groups, params,
-                                        seed=seed, n_jobs=args.jobs)
+                                        seed=seed, n_jobs=args.jobs, domains=data.domains)
         best = best_macro_f1_threshold(data.labels, oof)
         runs.append((classification_metrics(data.labels, oof, 0.5),
                      classification_metrics(data.labels, oof, best), best))

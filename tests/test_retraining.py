@@ -159,3 +159,21 @@ def test_promote_refuses_a_tampered_version(model_root, cli_runner):
     artifact.write_bytes(artifact.read_bytes() + b"x")
     result = cli_runner.invoke(cli, ["models", "promote", version, "--model-dir", str(model_root)])
     assert result.exit_code != 0 and "SHA-256" in result.output
+
+
+def test_tweets_in_the_base_train_as_their_own_domain(app, decided, model_root, tmp_path):
+    """A GermEval 2018 base file is tweets: the candidate adapts from them and routes by the comments."""
+    from moderation.ml.data import read_datasets
+    tweets = tmp_path / "tweets.txt"
+    rows = [f"{t}\tOTHER\tOTHER" for t in friendly(120, seed=4)] + [f"{t}\tOFFENSE\tINSULT" for t in toxic(80, seed=4)]
+    tweets.write_text("\n".join(row.replace("\n", "|LBR|") for row in rows) + "\n", encoding="utf-8")
+    base = read_datasets([tweets])
+    assert set(base.domains) == {"tweet"}
+    with app.app_context():
+        result = retrain(db.session, model_root, base=base, since=None, report_dir=tmp_path / "r")
+    candidate = load_model(model_root / "versions" / result["candidate"])
+    trained = candidate.metadata["domains"]
+    assert set(trained) == {"tweet", "comment"} and sum(trained.values()) == candidate.metadata["rows"]
+    assert candidate.pipeline.named_steps["clf"].domains_ == ["comment", "tweet"]
+    held_comments = sum(in_holdout(f"comment:{i}") for i in range(1, len(decided) + 1))
+    assert result["routing"]["rows"] == held_comments

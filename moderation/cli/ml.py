@@ -48,8 +48,8 @@ def train(data_paths: tuple[str, ...], out_dir: str, seed: int) -> None:
               f"from {len(data_paths)} file(s)")
     try:
         metadata = train_and_save(data.texts, data.labels, out_dir, categories=data.categories,
-                                  groups=data.groups, seed=seed, sources=data.sources,
-                                  progress=_progress)
+                                  groups=data.groups, domains=data.domains, seed=seed,
+                                  sources=data.sources, progress=_progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     summary = {key: metadata[key] for key in ("version", "rows", "decision_threshold", "routing")}

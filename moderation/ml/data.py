@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from moderation.ml.model import file_sha256
+from moderation.ml.pipeline import SERVED_DOMAIN
 
 CATEGORIES = ("insult", "abuse", "profanity")
 GERMEVAL2021_BLOCK = 50
+TWEET = "tweet"
 
 _MENTION_RE = re.compile(r"(?<![\w@])@(\w+)")
 _TRUE = {"1", "true", "yes", "offensive", "offense", "toxic"}
@@ -41,6 +43,8 @@ class Dataset:
     labels: list[int] = field(default_factory=list)
     categories: list[str | None] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    # Each row's genre: "tweet" (GermEval 2018) or SERVED_DOMAIN, "comment" (everything else).
+    domains: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: Dataset) -> None:
@@ -49,6 +53,7 @@ class Dataset:
         self.labels += other.labels
         self.categories += other.categories
         self.groups += other.groups
+        self.domains += other.domains
         self.sources += other.sources
 
 
@@ -209,6 +214,7 @@ def read_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
         raise DataError(f"{path}: no rows")
     # Group keys are per file, so two files never share a group by accident.
     data.groups = [f"{path.name}:{g}" for g in data.groups]
+    data.domains = [TWEET if fmt == "germeval2018" else SERVED_DOMAIN] * len(data.texts)
     data.sources = [{"path": path.name, "format": fmt, "sha256": file_sha256(path),
                      "rows": len(data.texts), "offensive": sum(data.labels)}]
     return data

@@ -18,6 +18,7 @@ import sklearn
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
 
 from moderation.ml.metrics import (
     best_macro_f1_threshold,
@@ -27,6 +28,8 @@ from moderation.ml.metrics import (
 from moderation.ml.model import ARTIFACT_FORMAT, file_sha256
 from moderation.ml.pipeline import (
     DEFAULT_PARAMS,
+    SERVED_DOMAIN,
+    DomainAdaptedLogisticRegression,
     build_category_head,
     build_pipeline,
     strip_for_storage,
@@ -51,14 +54,26 @@ def resolve_params(n_rows: int, params: dict[str, Any] | None = None) -> dict[st
     return resolved
 
 
-def _fit_fold(pipeline, texts, labels, train_idx, test_idx):
-    model = clone(pipeline).fit([texts[i] for i in train_idx], labels[train_idx])
+def fit_pipeline(pipeline: Pipeline, texts: list[str], labels, domains: list[str] | None = None) -> Pipeline:
+    """Fit `pipeline`, telling a domain-adapted classifier each row's domain."""
+    if domains is not None and isinstance(pipeline.named_steps["clf"], DomainAdaptedLogisticRegression):
+        return pipeline.fit(texts, labels, clf__domain=list(domains))
+    return pipeline.fit(texts, labels)
+
+
+def _fit_fold(pipeline, texts, labels, domains, train_idx, test_idx):
+    model = fit_pipeline(clone(pipeline), [texts[i] for i in train_idx], labels[train_idx],
+                         None if domains is None else [domains[i] for i in train_idx])
     return test_idx, model.predict_proba([texts[i] for i in test_idx])[:, 1]
 
 
 def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict[str, Any],
-                       *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2):
-    """Return (out-of-fold probabilities, folds used) from stratified grouped K-fold CV."""
+                       *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2,
+                       domains: list[str] | None = None):
+    """Return (out-of-fold probabilities, folds used) from stratified grouped K-fold CV.
+
+    Every row is scored as the served domain (see `DomainAdaptedLogisticRegression`).
+    """
     labels = np.asarray(labels, dtype=int)
     folds = min(n_splits, len(set(groups)), int(np.bincount(labels, minlength=2).min()))
     if folds < 2:
@@ -68,7 +83,7 @@ def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict
     if len(texts) < SMALL_DATA_ROWS:
         n_jobs = 1  # worker start-up would cost more than the fits
     results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_fold)(pipeline, texts, labels, train_idx, test_idx)
+        delayed(_fit_fold)(pipeline, texts, labels, domains, train_idx, test_idx)
         for train_idx, test_idx in splitter.split(texts, labels, groups)
     )
     oof = np.full(len(texts), np.nan)
@@ -77,10 +92,10 @@ def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict
     return oof, folds
 
 
-def _check_inputs(texts, labels, categories, groups) -> None:
+def _check_inputs(texts, labels, categories, groups, domains) -> None:
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-    for name, values in (("categories", categories), ("groups", groups)):
+    for name, values in (("categories", categories), ("groups", groups), ("domains", domains)):
         if values is not None and len(values) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(values)} {name}")
     if set(labels) != {0, 1}:
@@ -104,24 +119,36 @@ def train_and_save(
     *,
     categories: list[str | None] | None = None,
     groups: list[str] | None = None,
+    domains: list[str] | None = None,
     seed: int = 0,
     sources: list[dict] | None = None,
     progress: Callable[[str], None] | None = None,
     params: dict[str, Any] | None = None,
 ) -> dict:
-    """Fit on all rows, validate by grouped CV, choose thresholds, write the model folder."""
+    """Fit on all rows, validate by grouped CV, choose thresholds, write the model folder.
+
+    `domains` names each row's genre (default: all `SERVED_DOMAIN`); rows of other genres train
+    through domain adaptation, and validation and routing thresholds are taken on the served rows.
+    """
     say = progress or (lambda message: None)
     labels = [int(y) for y in labels]
-    _check_inputs(texts, labels, categories, groups)
+    _check_inputs(texts, labels, categories, groups, domains)
     texts = list(texts)
     groups = list(groups) if groups is not None else [f"row{i}" for i in range(len(texts))]
+    domains = list(domains) if domains is not None else [SERVED_DOMAIN] * len(texts)
     categories = list(categories) if categories is not None else [None] * len(texts)
     resolved = resolve_params(len(texts), params)
     y = np.asarray(labels)
     started = time.perf_counter()
 
     say(f"cross-validating on {len(texts)} rows in {len(set(groups))} groups")
-    oof, folds = out_of_fold_scores(texts, y, groups, resolved, seed=seed)
+    oof, folds = out_of_fold_scores(texts, y, groups, resolved, seed=seed, domains=domains)
+    served = np.asarray(domains) == SERVED_DOMAIN
+    if oof is not None and served.any() and not served.all() and len(set(y[served])) == 2:
+        # The service scores comments: its thresholds and headline figures come from the comment rows.
+        y_served, oof_served = y[served], oof[served]
+    else:
+        y_served, oof_served = y, oof
     if oof is None:
         say(f"too little data for cross-validation ({folds} fold possible); using default thresholds")
         decision = FALLBACK_THRESHOLDS["decision"]
@@ -130,21 +157,27 @@ def train_and_save(
         validation: dict[str, Any] = {"skipped": "too little data for cross-validation"}
     else:
         decision = DECISION_THRESHOLD
-        routing = {**routing_thresholds(y, oof, decision), "source": "out-of-fold"}
-        best = best_macro_f1_threshold(y, oof)
+        routing = {**routing_thresholds(y_served, oof_served, decision), "source": "out-of-fold",
+                   "rows": len(y_served)}
+        best = best_macro_f1_threshold(y_served, oof_served)
         validation = {
             "method": f"stratified grouped {folds}-fold cross-validation, seed {seed}",
             "folds": folds,
-            "at_decision_threshold": classification_metrics(y, oof, decision),
+            "rows": len(y_served),
+            "at_decision_threshold": classification_metrics(y_served, oof_served, decision),
             # For information: tuned on these same predictions, so optimistic.
             "best_threshold": best,
-            "at_best_threshold": classification_metrics(y, oof, best),
+            "at_best_threshold": classification_metrics(y_served, oof_served, best),
+            "by_domain": {name: classification_metrics(y[np.asarray(domains) == name],
+                                                       oof[np.asarray(domains) == name], decision)
+                          for name in sorted(set(domains))
+                          if len(set(y[np.asarray(domains) == name])) == 2},
         }
         say(f"cross-validated macro-F1 {validation['at_decision_threshold']['macro_f1']:.4f} "
             f"at threshold {decision:.3f} ({time.perf_counter() - started:.0f}s)")
 
     say("fitting the final model on all rows")
-    pipeline = build_pipeline(resolved, seed=seed).fit(texts, y)
+    pipeline = fit_pipeline(build_pipeline(resolved, seed=seed), texts, y, domains)
     head, category_counts = _fit_category_head(pipeline, texts, labels, categories, seed)
     strip_for_storage(pipeline)
     artifact = {"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": head}
@@ -168,6 +201,8 @@ def train_and_save(
         "training_data": sources or [],
         "rows": len(texts),
         "offensive_rows": int(y.sum()),
+        "domains": dict(sorted(Counter(domains).items())),
+        "served_domain": SERVED_DOMAIN,
         "seed": seed,
         "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
         "n_features": n_features,

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from moderation.ml import load_model, train_and_save
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics, routing_thresholds
+from moderation.ml.pipeline import SERVED_DOMAIN
 from moderation.ml.registry import load_serving, promote, version_dir
 from moderation.ml.retrain_report import write_retrain_report
 from moderation.models import APPROVED, REJECTED, Comment
@@ -39,6 +40,7 @@ class Labelled:
     key: str
     group: str
     category: str | None = None
+    domain: str = SERVED_DOMAIN  # decisions and feedback are readers' comments
 
 
 def in_holdout(key: str, share: float = HOLDOUT_SHARE) -> bool:
@@ -66,9 +68,9 @@ def decision_labels(session: Session, since: datetime | None = None) -> list[Lab
 def base_labels(data: Dataset) -> list[Labelled]:
     """Rows of the base training files, keyed by their text."""
     return [Labelled(text, int(label), "base:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-                     group, category)
-            for text, label, group, category in zip(data.texts, data.labels, data.groups, data.categories,
-                                                     strict=True)]
+                     group, category, domain)
+            for text, label, group, category, domain in zip(data.texts, data.labels, data.groups, data.categories,
+                                                             data.domains, strict=True)]
 
 
 def _scores(model, texts: list[str]) -> np.ndarray:
@@ -97,7 +99,7 @@ def retrain(
     shutil.rmtree(staging, ignore_errors=True)
     metadata = trainer(
         [i.text for i in train], [i.label for i in train], staging, categories=[i.category for i in train],
-        groups=[i.group for i in train], seed=seed, progress=say,
+        groups=[i.group for i in train], domains=[i.domain for i in train], seed=seed, progress=say,
         sources=[*base.sources, {"path": "database decisions", "rows": sum(not in_holdout(d.key) for d in decisions),
                                  "since": since.isoformat() if since else None}],
     )
@@ -120,8 +122,13 @@ def retrain(
     cand_metrics = classification_metrics(y[in_gate], cand_scores[in_gate], candidate.decision_threshold)
     cur_metrics = classification_metrics(y[in_gate], cur_scores[in_gate], current.decision_threshold)
 
-    routing = {**routing_thresholds(y, cand_scores, candidate.decision_threshold, max_leak=max_leak,
-                                    min_reject_precision=min_reject_precision), "source": "held-out slice"}
+    # The service scores comments: route by the held-out comments when there are both kinds of them.
+    served = np.asarray([i.domain == SERVED_DOMAIN for i in holdout])
+    if len(set(y[served])) < 2:
+        served[:] = True
+    routing = {**routing_thresholds(y[served], cand_scores[served], candidate.decision_threshold, max_leak=max_leak,
+                                    min_reject_precision=min_reject_precision), "source": "held-out slice",
+               "rows": int(served.sum())}
     routing["held_out"] = routing.pop("out_of_fold")
     routing["held_out"]["automation_rate"] = routing["held_out"]["approved_share"] + routing["held_out"][
         "rejected_share"]

@@ -29,6 +29,7 @@ def test_germeval2018_tsv(tmp_path):
     assert data.groups[3] == "ge18.txt:@medienhaus"
     assert data.sources[0]["rows"] == 4 and data.sources[0]["format"] == "germeval2018"
     assert len(data.sources[0]["sha256"]) == 64
+    assert data.domains == ["tweet"] * 4
 
 
 def test_germeval2021_csv_with_crlf_and_quoted_newlines(tmp_path):
@@ -45,6 +46,7 @@ def test_germeval2021_csv_with_crlf_and_quoted_newlines(tmp_path):
     assert data.categories == [None, None, None]
     assert data.groups == ["ge21.csv:block0", "ge21.csv:block0", "ge21.csv:block1"]
     assert data.sources[0]["format"] == "germeval2021"
+    assert data.domains == ["comment"] * 3  # the genre the service scores
 
 
 @pytest.mark.parametrize(("label", "expected"), [
@@ -124,4 +126,5 @@ def test_read_datasets_concatenates_and_keeps_groups_apart(tmp_path):
     data = read_datasets([a, b])
     assert data.labels == [0, 1]
     assert data.groups == ["a.txt:@x", "b.txt:@x"]
+    assert data.domains == ["tweet", "tweet"]
     assert [s["path"] for s in data.sources] == ["a.txt", "b.txt"]

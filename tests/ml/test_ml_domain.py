@@ -1,0 +1,100 @@
+"""Domain adaptation: tweets train beside comments, and the model served scores every text as a comment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+
+from moderation.ml import load_model, train_and_save
+from moderation.ml.pipeline import DomainAdaptedLogisticRegression, build_pipeline
+from moderation.ml.train import fit_pipeline
+
+
+def _data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = sparse.random(120, 12, density=0.4, random_state=seed, format="csr")
+    y = rng.integers(0, 2, 120)
+    domain = np.where(rng.random(120) < 0.6, "tweet", "comment")
+    return X, y, domain
+
+
+def _plain(**extra) -> LogisticRegression:
+    return LogisticRegression(C=3.0, class_weight="balanced", solver="liblinear", random_state=0, max_iter=1000,
+                              **extra)
+
+
+@pytest.mark.parametrize("domain", [None, ["comment"] * 120, ["tweet"] * 120])
+def test_one_domain_is_plain_logistic_regression(domain):
+    X, y, _ = _data()
+    adapted = DomainAdaptedLogisticRegression(C=3.0, class_weight="balanced", random_state=0).fit(X, y, domain=domain)
+    plain = _plain().fit(X, y)
+    assert np.array_equal(adapted.coef_, plain.coef_) and np.array_equal(adapted.intercept_, plain.intercept_)
+
+
+@pytest.mark.parametrize("served", ["comment", "tweet", "forum"])
+def test_two_domains_serve_the_shared_plus_the_served_block(served):
+    X, y, domain = _data(1)
+    adapted = DomainAdaptedLogisticRegression(C=3.0, class_weight="balanced", random_state=0,
+                                              served_domain=served).fit(X, y, domain=domain)
+    # The augmented matrix written out row by row: [x, x if comment, x if tweet] (blocks in name order).
+    dense = X.toarray()
+    rows = [np.concatenate([x, x * (d == "comment"), x * (d == "tweet")]) for x, d in zip(dense, domain, strict=True)]
+    reference = _plain().fit(np.array(rows), y)
+    shared, comment, tweet = np.split(reference.coef_[0], 3)
+    expected = shared + {"comment": comment, "tweet": tweet, "forum": 0}[served]
+    assert adapted.coef_.shape == (1, 12) and adapted.n_features_in_ == 12
+    assert np.allclose(adapted.coef_[0], expected, atol=1e-8)
+    assert np.allclose(adapted.intercept_, reference.intercept_, atol=1e-8)
+    # It scores like an ordinary logistic regression over x.
+    logit = dense @ expected + reference.intercept_[0]
+    assert np.allclose(adapted.predict_proba(X)[:, 1], 1 / (1 + np.exp(-logit)), atol=1e-8)
+    assert adapted.domains_ == ["comment", "tweet"]
+
+
+def test_clone_keeps_the_served_domain_and_refuses_mismatched_domains():
+    X, y, domain = _data()
+    model = clone(DomainAdaptedLogisticRegression(C=2.0, served_domain="tweet"))
+    assert model.get_params()["served_domain"] == "tweet" and model.C == 2.0
+    with pytest.raises(ValueError, match="120 rows but 119 domain labels"):
+        model.fit(X, y, domain=list(domain[:-1]) + [])
+
+
+# A word that insults in comments but is harmless in the tweets (a comedian's fan account, say).
+COMMENTS = [("Der Minister ist eine Lachnummer", 1), ("Was für eine Lachnummer, diese Partei", 1),
+            ("Du Lachnummer hast keine Ahnung", 1), ("Du bist ein Idiot", 1), ("Halt die Fresse", 1),
+            ("Danke für den Artikel", 0), ("Gut erklärt, vielen Dank", 0), ("Interessante Zahlen", 0),
+            ("Ich sehe das anders", 0), ("Wann geht es weiter?", 0)]
+TWEETS = [("Heute Abend Lachnummer live im Theater", 0), ("Lachnummer Tour 2018, Tickets ab Montag", 0),
+          ("Die neue Lachnummer Folge ist online", 0), ("Du Vollidiot", 1), ("Verpiss dich", 1),
+          ("Schönes Wetter heute", 0), ("Du Penner", 1), ("Was ein Depp", 1)]
+
+
+def test_the_served_genre_decides_what_a_shared_word_means():
+    texts = [t for t, _ in COMMENTS + TWEETS]
+    labels = np.array([y for _, y in COMMENTS + TWEETS])
+    domains = ["comment"] * len(COMMENTS) + ["tweet"] * len(TWEETS)
+    scores = {}
+    for served in ("comment", "tweet"):
+        pipeline = build_pipeline({"min_df": 1, "max_df": 1.0})
+        pipeline.set_params(clf__served_domain=served)
+        scores[served] = fit_pipeline(pipeline, texts, labels, domains).predict_proba(["So eine Lachnummer"])[0, 1]
+    plain = fit_pipeline(build_pipeline({"min_df": 1, "max_df": 1.0, "domain_adaptation": False}), texts, labels,
+                         domains).predict_proba(["So eine Lachnummer"])[0, 1]
+    assert scores["comment"] > plain > scores["tweet"]
+
+
+def test_training_with_domains_validates_on_the_served_rows(tmp_path):
+    rows = [(f"{t} ({i})", y, d) for i in range(4) for (t, y), d in
+            [*((c, "comment") for c in COMMENTS), *((tw, "tweet") for tw in TWEETS)]]
+    texts, labels, domains = zip(*rows, strict=True)
+    meta = train_and_save(list(texts), list(labels), tmp_path / "m", domains=list(domains), seed=0)
+    assert meta["domains"] == {"comment": 40, "tweet": 32} and meta["served_domain"] == "comment"
+    assert set(meta["validation"]["by_domain"]) == {"comment", "tweet"}
+    assert meta["validation"]["rows"] == meta["routing"]["rows"] == 40
+    model = load_model(tmp_path / "m")
+    assert model.pipeline.named_steps["clf"].domains_ == ["comment", "tweet"]
+    for text in ("So eine Lachnummer", "Danke, gut erklärt", "Du Idiot 😂!!"):
+        assert model.score(text).toxicity == pytest.approx(model.pipeline.predict_proba([text])[0, 1], abs=1e-9)
