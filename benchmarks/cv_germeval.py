@@ -11,6 +11,7 @@ Prints shared-task macro-F1 (harmonic mean of macro precision and macro recall) 
 out-of-fold predictions at threshold 0.5 and at the threshold that maximises it, plus ROC-AUC.
 With several files it also prints macro-F1 at 0.5 on each file's rows alone: the 2021 rows'
 figure is the closest estimate of the held-out GermEval 2021 score for a model trained on both.
+With --routing it prints what approve/reject thresholds would decide on the comment rows.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from moderation.ml.data import read_datasets  # noqa: E402
 from moderation.ml.metrics import (  # noqa: E402
     best_macro_f1_threshold,
     classification_metrics,
+    routing_thresholds,
 )
+from moderation.ml.pipeline import SERVED_DOMAIN  # noqa: E402
 from moderation.ml.train import out_of_fold_scores, resolve_params  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "germeval2018" / "germeval2018.training.txt"
@@ -40,6 +43,31 @@ BASELINE = {"word_ngram_range": (1, 2), "char_ngram_range": (2, 5), "min_df": 1,
             "max_df": 1.0, "nb_alpha": None, "C": 1.0, "class_weight": None,
             "normalize": False, "word_weight": 1.0, "style_weight": None,
             "domain_adaptation": False}
+
+
+def routing_table(labels: np.ndarray, oof: np.ndarray, served: np.ndarray, base_rate: float = 0.10) -> dict:
+    """Share decided and their precision per threshold on the served rows, also re-weighted to `base_rate` toxic."""
+    if not served.any():
+        served = np.ones_like(served)
+    y, s = labels[served], oof[served]
+    toxic, ok = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    approve = {}
+    for t in (0.10, 0.15, 0.20, 0.25, 0.30):
+        below = s < t
+        hit, miss = int(y[below].sum()), int((1 - y[below]).sum())
+        at_rate = base_rate * hit / toxic + (1 - base_rate) * miss / ok
+        approve[f"< {t:.2f}"] = {
+            "published": round(float(below.mean()), 3),
+            "toxic_among_published": round(hit / max(hit + miss, 1), 3),
+            f"at_{base_rate:.0%}_toxic": {"published": round(at_rate, 3),
+                                         "toxic_among_published": round(base_rate * hit / toxic / at_rate, 3)
+                                         if at_rate else None}}
+    reject = {f">= {t:.2f}": {"rejected": round(float((s >= t).mean()), 3),
+                              "precision": round(float(y[s >= t].mean()), 3) if (s >= t).any() else None}
+              for t in (0.80, 0.90, 0.95)}
+    default = routing_thresholds(y, s, 0.5)
+    return {"rows": int(served.sum()), "toxic_share": round(float(y.mean()), 3), "approve": approve,
+            "reject": reject, "default_thresholds": {k: default[k] for k in ("approve_threshold", "reject_threshold")}}
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -64,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyper-parameter")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--routing", action="store_true",
+                        help="also print what approve/reject thresholds decide on the comment rows (first seed)")
     parser.add_argument("--ungrouped", action="store_true",
                         help="plain stratified K-fold (every row its own group), for comparison")
     args = parser.parse_args(argv)
@@ -85,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                      classification_metrics(data.labels, oof, best), best))
         for name, rows in file_rows.items():
             by_file[name].append(classification_metrics(labels[rows], oof[rows], 0.5)["macro_f1"])
+        if args.routing and seed == args.seed:
+            routing = routing_table(labels, oof, np.asarray(data.domains) == SERVED_DOMAIN)
     print(json.dumps({
         "data": [s["path"] for s in data.sources],
         "rows": len(data.texts),
@@ -98,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "roc_auc": round(float(np.mean([r[0]["roc_auc"] for r in runs])), 4),
         **({"macro_f1_at_0.5_by_file": {name: round(100 * float(np.mean(f1)), 2)
                                         for name, f1 in by_file.items()}} if len(by_file) > 1 else {}),
+        **({"routing_on_comment_rows": routing} if args.routing else {}),
         "seconds": round(time.perf_counter() - started, 1),
     }, indent=2))
     return 0
