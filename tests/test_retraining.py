@@ -177,3 +177,10 @@ def test_tweets_in_the_base_train_as_their_own_domain(app, decided, model_root, 
     assert candidate.pipeline.named_steps["clf"].domains_ == ["comment", "tweet"]
     held_comments = sum(in_holdout(f"comment:{i}") for i in range(1, len(decided) + 1))
     assert result["routing"]["rows"] == held_comments
+    assert result["promoted"] and result["gate"]["compared_on"].startswith("held-out decisions only")
+    # The next retrain compares with a model from this loop: on the held-out comments, not the tweets.
+    with app.app_context():
+        again = retrain(db.session, model_root, base=base, since=None, report_dir=tmp_path / "r2")
+    assert again["current"] == result["candidate"]
+    assert again["gate"]["compared_on"] == "held-out comments"
+    assert again["gate"]["compared_rows"] == held_comments < again["gate"]["held_out_rows"]

@@ -8,6 +8,10 @@ sit on both sides of a split:
   (comments under the same show post are adjacent) and user names are anonymised to @USER,
   so id blocks are the closest available stand-in for threads.
 - Generic files: a `group` column/key when present, else as for GermEval 2018.
+
+Every row also gets a domain (its genre) for domain adaptation (`DomainAdaptedLogisticRegression`):
+GermEval 2018 rows are tweets, GermEval 2021 rows comments, generic rows their `domain` column/key
+or else comments, the genre the service scores.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from moderation.ml.pipeline import SERVED_DOMAIN
 CATEGORIES = ("insult", "abuse", "profanity")
 GERMEVAL2021_BLOCK = 50
 TWEET = "tweet"
+_DOMAIN_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 _MENTION_RE = re.compile(r"(?<![\w@])@(\w+)")
 _TRUE = {"1", "true", "yes", "offensive", "offense", "toxic"}
@@ -152,6 +157,11 @@ def _generic_row(data: Dataset, row: dict, where: str, fallback_group: str) -> N
     group = row.get("group")
     data.groups.append(str(group) if group not in (None, "") else
                        _mention_group(row["text"], fallback_group))
+    domain = row.get("domain")
+    if domain not in (None, "") and (not isinstance(domain, str) or not _DOMAIN_RE.fullmatch(domain)):
+        raise DataError(f"{where}: 'domain' must be a short lowercase name such as 'comment' or 'tweet', "
+                        f"got {domain!r}")
+    data.domains.append(domain or SERVED_DOMAIN)
 
 
 def read_generic_csv(path: Path) -> Dataset:
@@ -165,7 +175,7 @@ def read_generic_csv(path: Path) -> Dataset:
 
 
 def read_jsonl(path: Path) -> Dataset:
-    """Read JSON lines, one object with `text` and `label` (optional `category`, `group`)."""
+    """Read JSON lines, one object with `text` and `label` (optional `category`, `group`, `domain`)."""
     data = Dataset()
     with open(path, encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -214,7 +224,8 @@ def read_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
         raise DataError(f"{path}: no rows")
     # Group keys are per file, so two files never share a group by accident.
     data.groups = [f"{path.name}:{g}" for g in data.groups]
-    data.domains = [TWEET if fmt == "germeval2018" else SERVED_DOMAIN] * len(data.texts)
+    if not data.domains:  # generic files say it per row; the GermEval files are one genre each
+        data.domains = [TWEET if fmt == "germeval2018" else SERVED_DOMAIN] * len(data.texts)
     data.sources = [{"path": path.name, "format": fmt, "sha256": file_sha256(path),
                      "rows": len(data.texts), "offensive": sum(data.labels)}]
     return data

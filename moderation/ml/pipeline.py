@@ -133,29 +133,34 @@ class DomainAdaptedLogisticRegression(LogisticRegression):
     """Logistic regression trained across domains by feature augmentation, served as one plain model.
 
     Daumé's "frustratingly easy domain adaptation" (2007): each training row's features x appear
-    twice, once in a shared block and once in the block of its own domain ([x, x, 0] for a tweet,
-    [x, 0, x] for a comment). The penalty lets a weight live in the shared block when the domains
-    agree and in a domain's block when they do not. After fitting, the shared and the served
-    domain's blocks are added up, so the fitted model is an ordinary LogisticRegression over x
-    (`coef_`, `intercept_`, `predict_proba` as usual) that scores every text as `served_domain`.
-    Fitted without `domain`, or with one domain only, it is exactly LogisticRegression.
+    twice, once in a shared block and once in the block of its own domain (blocks in name order:
+    [x, x, 0] for a comment, [x, 0, x] for a tweet). The penalty lets a weight live in the shared
+    block when the domains agree and in a domain's block when they do not. After fitting, the shared
+    and the served domain's blocks are added up, so the fitted model is an ordinary
+    LogisticRegression over x (`coef_`, `intercept_`, `predict_proba` as usual) that scores every
+    text as `served_domain`. Fitted without `domain`, or with one domain only, it is exactly
+    LogisticRegression.
     """
 
-    def __init__(self, C=1.0, class_weight=None, solver="liblinear", random_state=None, max_iter=1000,
-                 served_domain=SERVED_DOMAIN):
+    _parameter_constraints = {**LogisticRegression._parameter_constraints, "served_domain": [str]}
+
+    def __init__(self, C=1.0, class_weight=None, solver="liblinear", random_state=None, max_iter=1000, tol=1e-4,
+                 fit_intercept=True, intercept_scaling=1, served_domain=SERVED_DOMAIN):
         super().__init__(C=C, class_weight=class_weight, solver=solver, random_state=random_state,
-                         max_iter=max_iter)
+                         max_iter=max_iter, tol=tol, fit_intercept=fit_intercept,
+                         intercept_scaling=intercept_scaling)
         self.served_domain = served_domain
 
     def fit(self, X, y, sample_weight=None, domain=None):
         """Fit on X; with `domain` (one label per row, two or more distinct), fit the augmented model."""
-        names = sorted({str(name) for name in domain}) if domain is not None else []
+        if domain is not None:
+            domain = np.asarray([str(name) for name in domain])
+            if len(domain) != X.shape[0]:
+                raise ValueError(f"{X.shape[0]} rows but {len(domain)} domain labels")
+        names = sorted(set(domain.tolist())) if domain is not None else []
         if len(names) < 2:
             self.domains_ = names
             return super().fit(X, y, sample_weight=sample_weight)
-        domain = np.asarray(domain)
-        if len(domain) != X.shape[0]:
-            raise ValueError(f"{X.shape[0]} rows but {len(domain)} domain labels")
         X = sparse.csr_matrix(X)
         width = X.shape[1]
         blocks = [X] + [sparse.diags((domain == name).astype(np.float64)) @ X for name in names]

@@ -146,9 +146,9 @@ def train_and_save(
     served = np.asarray(domains) == SERVED_DOMAIN
     if oof is not None and served.any() and not served.all() and len(set(y[served])) == 2:
         # The service scores comments: its thresholds and headline figures come from the comment rows.
-        y_served, oof_served = y[served], oof[served]
+        y_served, oof_served, rows_from = y[served], oof[served], f"the {SERVED_DOMAIN} rows"
     else:
-        y_served, oof_served = y, oof
+        y_served, oof_served, rows_from = y, oof, "all rows"
     if oof is None:
         say(f"too little data for cross-validation ({folds} fold possible); using default thresholds")
         decision = FALLBACK_THRESHOLDS["decision"]
@@ -164,10 +164,12 @@ def train_and_save(
             "method": f"stratified grouped {folds}-fold cross-validation, seed {seed}",
             "folds": folds,
             "rows": len(y_served),
+            "rows_from": rows_from,
             "at_decision_threshold": classification_metrics(y_served, oof_served, decision),
             # For information: tuned on these same predictions, so optimistic.
             "best_threshold": best,
             "at_best_threshold": classification_metrics(y_served, oof_served, best),
+            # Every row scored as the served domain, the way the service scores any text.
             "by_domain": {name: classification_metrics(y[np.asarray(domains) == name],
                                                        oof[np.asarray(domains) == name], decision)
                           for name in sorted(set(domains))

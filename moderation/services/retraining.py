@@ -106,9 +106,15 @@ def retrain(
     candidate = load_model(staging)
     current = load_serving(root)
     # A model trained before this loop (the shipped one) saw the base rows of the slice: comparing on them
-    # would favour it unfairly, so the gate then looks at the held-out decisions alone.
+    # would favour it unfairly, so the gate then looks at the held-out decisions alone. Otherwise it looks
+    # at the held-out comments (the service scores comments; tweets in the base files are not the goal).
     current_saw_slice = not (current.metadata.get("holdout") or {}).get("excluded", False)
-    gate_rows = [i for i in holdout if i.key.startswith(("comment:", "feedback:"))] if current_saw_slice else holdout
+    if current_saw_slice:
+        gate_rows = [i for i in holdout if i.key.startswith(("comment:", "feedback:"))]
+    else:
+        gate_rows = [i for i in holdout if i.domain == SERVED_DOMAIN]
+        if len({i.label for i in gate_rows}) < 2:
+            gate_rows = holdout
     if len({i.label for i in gate_rows}) < 2:
         raise ValueError(f"the gate needs both classes among its {len(gate_rows)} held-out rows"
                          + (" (held-out decisions only, since the serving model trained on the base slice)"
@@ -140,7 +146,8 @@ def retrain(
             "reason": force_reason if force and not passed else None, "compared_with": current.version,
             "held_out_rows": len(holdout), "held_out_decisions": sum(in_holdout(d.key) for d in decisions),
             "compared_on": "held-out decisions only (the serving model trained on the base slice)"
-            if current_saw_slice else "whole held-out slice", "compared_rows": int(in_gate.sum())}
+            if current_saw_slice else "held-out comments" if len(gate_rows) < len(holdout) else "whole held-out slice",
+            "compared_rows": int(in_gate.sum())}
     metadata.update(routing=routing, gate=gate, held_out_metrics=cand_metrics,
                     holdout={"excluded": True, "share": HOLDOUT_SHARE,
                              "rule": "sha256(key)[:8] < share * 2**32; keys comment:<id>, feedback:<sha256>, "
@@ -152,7 +159,9 @@ def retrain(
         shutil.rmtree(target)
     staging.rename(target)
 
-    report = write_retrain_report(report_dir, y, {current.version: cur_scores, metadata["version"]: cand_scores},
+    # The report's curves describe the rows the routing thresholds were chosen on.
+    report = write_retrain_report(report_dir, y[served], {current.version: cur_scores[served],
+                                                          metadata["version"]: cand_scores[served]},
                                   {current.version: cur_metrics, metadata["version"]: cand_metrics}, routing, gate,
                                   notes={current.version: " (trained on the slice: optimistic)"}
                                   if current_saw_slice else {})

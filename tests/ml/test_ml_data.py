@@ -65,6 +65,16 @@ def test_generic_csv_category_and_group(tmp_path):
     data = read_dataset(path)
     assert data.categories == ["insult", None]
     assert data.groups == ["mine.csv:t1", "mine.csv:t1"]
+    assert data.domains == ["comment", "comment"]  # no domain column: the genre the service scores
+
+
+def test_generic_rows_may_name_their_domain(tmp_path):
+    path = _write(tmp_path / "mixed.jsonl", (
+        '{"text": "Du Depp", "label": 1, "domain": "tweet"}\n'
+        '{"text": "Danke!", "label": 0, "domain": "forum_post"}\n'
+        '{"text": "Gut so", "label": 0, "domain": ""}\n'
+    ))
+    assert read_dataset(path).domains == ["tweet", "forum_post", "comment"]
 
 
 def test_jsonl(tmp_path):
@@ -93,6 +103,8 @@ def test_jsonl(tmp_path):
      "comment_id"),
     ("bad21.csv", "comment_id,comment_text,Sub1_Toxic\n1,Hallo,2\n", "bad21.csv:2", "Sub1_Toxic"),
     ("empty.jsonl", "\n", "empty.jsonl", "no rows"),
+    ("bad.jsonl", '{"text": "a", "label": 1, "domain": 7}\n', "bad.jsonl:1", "'domain'"),
+    ("bad.csv", "text,label,domain\na,1,Twitter Posts\n", "bad.csv:2", "'domain'"),
 ])
 def test_malformed_rows_name_file_and_line(tmp_path, name, content, where, message):
     path = _write(tmp_path / name, content)

@@ -56,10 +56,42 @@ def test_two_domains_serve_the_shared_plus_the_served_block(served):
 
 def test_clone_keeps_the_served_domain_and_refuses_mismatched_domains():
     X, y, domain = _data()
-    model = clone(DomainAdaptedLogisticRegression(C=2.0, served_domain="tweet"))
-    assert model.get_params()["served_domain"] == "tweet" and model.C == 2.0
+    model = clone(DomainAdaptedLogisticRegression(C=2.0, served_domain="tweet", tol=1e-6))
+    assert model.get_params()["served_domain"] == "tweet" and model.C == 2.0 and model.tol == 1e-6
     with pytest.raises(ValueError, match="120 rows but 119 domain labels"):
-        model.fit(X, y, domain=list(domain[:-1]) + [])
+        model.fit(X, y, domain=list(domain[:-1]))
+    with pytest.raises(ValueError, match="120 rows but 5 domain labels"):
+        model.fit(X, y, domain=["comment"] * 5)  # one domain is checked too
+
+
+def test_domain_labels_that_are_not_strings_still_adapt():
+    X, y, _ = _data(2)
+    numbered = DomainAdaptedLogisticRegression(C=3.0, class_weight="balanced", random_state=0,
+                                               served_domain="1").fit(X, y, domain=[0, 1] * 60)
+    named = DomainAdaptedLogisticRegression(C=3.0, class_weight="balanced", random_state=0,
+                                            served_domain="b").fit(X, y, domain=["a", "b"] * 60)
+    assert numbered.domains_ == ["0", "1"] and np.allclose(numbered.coef_, named.coef_)
+    assert not np.allclose(numbered.coef_, _plain().fit(X, y).coef_)
+
+
+def test_cross_validation_fits_each_fold_with_its_rows_domains():
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from moderation.ml.train import out_of_fold_scores
+    texts = [f"{t} ({i})" for i in range(4) for t, _ in COMMENTS + TWEETS]
+    labels = np.array([y for _ in range(4) for _, y in COMMENTS + TWEETS])
+    domains = [d for _ in range(4) for d in ["comment"] * len(COMMENTS) + ["tweet"] * len(TWEETS)]
+    groups = [f"g{i}" for i in range(len(texts))]
+    params = {"min_df": 1, "max_df": 1.0}
+    adapted, _ = out_of_fold_scores(texts, labels, groups, params, seed=0, n_jobs=1, domains=domains)
+    plain, _ = out_of_fold_scores(texts, labels, groups, params, seed=0, n_jobs=1)
+    expected = np.full(len(texts), np.nan)
+    for train, test in StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0).split(texts, labels, groups):
+        model = fit_pipeline(build_pipeline(params), [texts[i] for i in train], labels[train],
+                             [domains[i] for i in train])
+        expected[test] = model.predict_proba([texts[i] for i in test])[:, 1]
+    assert np.allclose(adapted, expected, atol=1e-12)
+    assert not np.allclose(adapted, plain)
 
 
 # A word that insults in comments but is harmless in the tweets (a comedian's fan account, say).
@@ -94,6 +126,7 @@ def test_training_with_domains_validates_on_the_served_rows(tmp_path):
     assert meta["domains"] == {"comment": 40, "tweet": 32} and meta["served_domain"] == "comment"
     assert set(meta["validation"]["by_domain"]) == {"comment", "tweet"}
     assert meta["validation"]["rows"] == meta["routing"]["rows"] == 40
+    assert meta["validation"]["rows_from"] == "the comment rows"
     model = load_model(tmp_path / "m")
     assert model.pipeline.named_steps["clf"].domains_ == ["comment", "tweet"]
     for text in ("So eine Lachnummer", "Danke, gut erklärt", "Du Idiot 😂!!"):
