@@ -36,7 +36,7 @@ from moderation.ml.metrics import (  # noqa: E402
     classification_metrics,
     routing_thresholds,
 )
-from moderation.ml.pipeline import SERVED_DOMAIN  # noqa: E402
+from moderation.ml.pipeline import SERVED_DOMAIN, served_rows  # noqa: E402
 from moderation.ml.train import out_of_fold_scores, resolve_params  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "germeval2018" / "germeval2018.training.txt"
@@ -47,11 +47,10 @@ BASELINE = {"word_ngram_range": (1, 2), "char_ngram_range": (2, 5), "min_df": 1,
             "domain_adaptation": False}
 
 
-def routing_table(labels: np.ndarray, oof: np.ndarray, served: np.ndarray, base_rate: float = 0.10) -> dict:
+def routing_table(labels: np.ndarray, oof: np.ndarray, domains, base_rate: float = 0.10) -> dict:
     """Share decided and their precision per threshold on the served rows, also re-weighted to `base_rate` toxic."""
-    rows_from = f"the {SERVED_DOMAIN} rows"
-    if not served.any():
-        served, rows_from = np.ones_like(served), "all rows (there are no comment rows)"
+    served = served_rows(domains, labels)
+    rows_from = "all rows" if served.all() else f"the {SERVED_DOMAIN} rows"
     y, s = labels[served], oof[served]
     toxic, ok = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
     approve = {}
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, rows in file_rows.items():
             by_file[name].append(classification_metrics(labels[rows], oof[rows], 0.5)["macro_f1"])
         if args.routing and seed == args.seed:
-            routing = routing_table(labels, oof, np.asarray(data.domains) == SERVED_DOMAIN)
+            routing = routing_table(labels, oof, data.domains)
     print(json.dumps({
         "data": [s["path"] for s in data.sources],
         "rows": len(data.texts),

@@ -45,6 +45,13 @@ DEFAULT_PARAMS: dict[str, Any] = {
 SERVED_DOMAIN = "comment"
 
 
+def served_rows(domains, labels) -> np.ndarray:
+    """Mask of the rows that figures and thresholds should come from: the served domain's rows when they
+    hold both classes, else all rows."""
+    served = np.asarray(domains) == SERVED_DOMAIN
+    return served if len(set(np.asarray(labels)[served].tolist())) == 2 else np.ones(len(served), dtype=bool)
+
+
 class TextNormalizer(TransformerMixin, BaseEstimator):
     """Map raw comments to their normalised form (see `moderation.ml.normalize`)."""
 

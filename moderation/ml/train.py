@@ -32,6 +32,7 @@ from moderation.ml.pipeline import (
     DomainAdaptedLogisticRegression,
     build_category_head,
     build_pipeline,
+    served_rows,
     strip_for_storage,
     text_parts,
 )
@@ -143,12 +144,10 @@ def train_and_save(
 
     say(f"cross-validating on {len(texts)} rows in {len(set(groups))} groups")
     oof, folds = out_of_fold_scores(texts, y, groups, resolved, seed=seed, domains=domains)
-    served = np.asarray(domains) == SERVED_DOMAIN
-    if oof is not None and served.any() and not served.all() and len(set(y[served])) == 2:
-        # The service scores comments: its thresholds and headline figures come from the comment rows.
-        y_served, oof_served, rows_from = y[served], oof[served], f"the {SERVED_DOMAIN} rows"
-    else:
-        y_served, oof_served, rows_from = y, oof, "all rows"
+    # The service scores comments: its thresholds and headline figures come from the comment rows.
+    domain_of = np.asarray(domains)
+    served = served_rows(domain_of, y)
+    rows_from = "all rows" if served.all() else f"the {SERVED_DOMAIN} rows"
     if oof is None:
         say(f"too little data for cross-validation ({folds} fold possible); using default thresholds")
         decision = FALLBACK_THRESHOLDS["decision"]
@@ -157,6 +156,7 @@ def train_and_save(
         validation: dict[str, Any] = {"skipped": "too little data for cross-validation"}
     else:
         decision = DECISION_THRESHOLD
+        y_served, oof_served = y[served], oof[served]
         routing = {**routing_thresholds(y_served, oof_served, decision), "source": "out-of-fold",
                    "rows": len(y_served)}
         best = best_macro_f1_threshold(y_served, oof_served)
@@ -170,10 +170,8 @@ def train_and_save(
             "best_threshold": best,
             "at_best_threshold": classification_metrics(y_served, oof_served, best),
             # Every row scored as the served domain, the way the service scores any text.
-            "by_domain": {name: classification_metrics(y[np.asarray(domains) == name],
-                                                       oof[np.asarray(domains) == name], decision)
-                          for name in sorted(set(domains))
-                          if len(set(y[np.asarray(domains) == name])) == 2},
+            "by_domain": {name: classification_metrics(y[domain_of == name], oof[domain_of == name], decision)
+                          for name in sorted(set(domains)) if len(set(y[domain_of == name])) == 2},
         }
         say(f"cross-validated macro-F1 {validation['at_decision_threshold']['macro_f1']:.4f} "
             f"at threshold {decision:.3f} ({time.perf_counter() - started:.0f}s)")

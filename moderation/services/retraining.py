@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from moderation.ml import load_model, train_and_save
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics, routing_thresholds
-from moderation.ml.pipeline import SERVED_DOMAIN
+from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
 from moderation.ml.registry import load_serving, promote, version_dir
 from moderation.ml.retrain_report import write_retrain_report
 from moderation.models import APPROVED, REJECTED, Comment
@@ -109,17 +109,16 @@ def retrain(
     # would favour it unfairly, so the gate then looks at the held-out decisions alone. Otherwise it looks
     # at the held-out comments (the service scores comments; tweets in the base files are not the goal).
     current_saw_slice = not (current.metadata.get("holdout") or {}).get("excluded", False)
+    y = np.asarray([i.label for i in holdout])
+    served = served_rows([i.domain for i in holdout], y)  # also what routing and the report look at
     if current_saw_slice:
         gate_rows = [i for i in holdout if i.key.startswith(("comment:", "feedback:"))]
     else:
-        gate_rows = [i for i in holdout if i.domain == SERVED_DOMAIN]
-        if len({i.label for i in gate_rows}) < 2:
-            gate_rows = holdout
+        gate_rows = [i for i, keep in zip(holdout, served, strict=True) if keep]
     if len({i.label for i in gate_rows}) < 2:
         raise ValueError(f"the gate needs both classes among its {len(gate_rows)} held-out rows"
                          + (" (held-out decisions only, since the serving model trained on the base slice)"
                             if current_saw_slice else ""))
-    y = np.asarray([i.label for i in holdout])
     texts = [i.text for i in holdout]
     say(f"scoring the held-out slice with {current.version} and the candidate")
     cand_scores, cur_scores = _scores(candidate, texts), _scores(current, texts)
@@ -128,10 +127,6 @@ def retrain(
     cand_metrics = classification_metrics(y[in_gate], cand_scores[in_gate], candidate.decision_threshold)
     cur_metrics = classification_metrics(y[in_gate], cur_scores[in_gate], current.decision_threshold)
 
-    # The service scores comments: route by the held-out comments when there are both kinds of them.
-    served = np.asarray([i.domain == SERVED_DOMAIN for i in holdout])
-    if len(set(y[served])) < 2:
-        served[:] = True
     routing = {**routing_thresholds(y[served], cand_scores[served], candidate.decision_threshold, max_leak=max_leak,
                                     min_reject_precision=min_reject_precision), "source": "held-out slice",
                "rows": int(served.sum())}
@@ -146,7 +141,7 @@ def retrain(
             "reason": force_reason if force and not passed else None, "compared_with": current.version,
             "held_out_rows": len(holdout), "held_out_decisions": sum(in_holdout(d.key) for d in decisions),
             "compared_on": "held-out decisions only (the serving model trained on the base slice)"
-            if current_saw_slice else "held-out comments" if len(gate_rows) < len(holdout) else "whole held-out slice",
+            if current_saw_slice else "whole held-out slice" if served.all() else "held-out comments",
             "compared_rows": int(in_gate.sum())}
     metadata.update(routing=routing, gate=gate, held_out_metrics=cand_metrics,
                     holdout={"excluded": True, "share": HOLDOUT_SHARE,

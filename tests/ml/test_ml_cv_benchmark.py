@@ -41,8 +41,8 @@ def test_routing_table_figures_on_scores_worked_out_by_hand():
     # Ten comments (4 toxic) and two tweets that must not count.
     labels = np.array([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 1, 1])
     scores = np.array([0.05, 0.12, 0.12, 0.14, 0.22, 0.40, 0.55, 0.60, 0.82, 0.91, 0.01, 0.99])
-    served = np.array([True] * 10 + [False] * 2)
-    table = cv.routing_table(labels, scores, served)
+    domains = ["comment"] * 10 + ["tweet"] * 2
+    table = cv.routing_table(labels, scores, domains)
     assert table["rows"] == 10 and table["toxic_share"] == 0.4
     # Below 0.15: four comments, one of them toxic. At 10% toxic: 0.1 * 1/4 + 0.9 * 3/6 = 0.475 published,
     # of which 0.025 / 0.475 = 5.3% toxic.
@@ -51,4 +51,4 @@ def test_routing_table_figures_on_scores_worked_out_by_hand():
     assert table["approve"]["< 0.10"]["published"] == 0.1 and table["approve"]["< 0.10"]["toxic_among_published"] == 0
     assert table["reject"][">= 0.80"] == {"rejected": 0.2, "precision": 1.0}
     assert table["reject"][">= 0.95"] == {"rejected": 0.0, "precision": None}
-    assert cv.routing_table(labels, scores, np.zeros(12, dtype=bool))["rows_from"].startswith("all rows")
+    assert cv.routing_table(labels, scores, ["tweet"] * 12)["rows_from"].startswith("all rows")
