@@ -2,8 +2,9 @@
 
 The pipeline is TextNormalizer -> FeatureUnion(TfidfVectorizer, ...) -> NBScaler or
 passthrough -> LogisticRegression, optionally beside StyleFeatures of the raw text (see
-`moderation.ml.pipeline.text_parts`). Style features add a constant plus one weight per count
-to the logit. Everything after normalisation is linear in the l2-normalised tf-idf values,
+`moderation.ml.pipeline.text_parts`) and EncoderFeatures (`moderation.ml.encoder`). Style
+features add a constant plus one weight per count to the logit, encoder features one dot product
+with the comment's encoding. Everything after normalisation is linear in the l2-normalised tf-idf values,
 so per vectorizer block the logit is
 
     sum_j s(tf_j) * idf_j * w_j / sqrt(sum_j s(tf_j)**2 * idf_j**2)
@@ -31,8 +32,9 @@ from itertools import accumulate
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from moderation.ml.encoder import EncoderFeatures
 from moderation.ml.normalize import normalize, normalize_with_offsets
-from moderation.ml.pipeline import StyleFeatures, style_counts, text_parts
+from moderation.ml.pipeline import StyleFeatures, encoder_part, style_counts, text_parts
 
 # Distinct normalised words whose analysis is kept (about 650 bytes each: some 10 MiB
 # when full). Read when a scorer is built; 0 turns the cache off.
@@ -83,17 +85,24 @@ class FastScorer:
         if names == ["features", "clf"]:
             outer = pipeline.named_steps["features"]
             parts = [name for name, _ in outer.transformer_list]
-            _check(parts == ["text", "style"] and not outer.transformer_weights, f"unexpected feature parts {parts}")
+            _check(parts in (["text", "style"], ["text", "encoder"], ["text", "style", "encoder"])
+                   and not outer.transformer_weights, f"unexpected feature parts {parts}")
             _check([name for name, _ in outer.transformer_list[0][1].steps] == ["normalize", "features", "nb"],
                    "the text part must be normalize, features, nb")
-            _check(isinstance(outer.transformer_list[1][1], StyleFeatures), "the style part must be StyleFeatures")
+            named = dict(outer.transformer_list)
+            _check(isinstance(named.get("style", StyleFeatures()), StyleFeatures),
+                   "the style part must be StyleFeatures")
+            _check(isinstance(named.get("encoder", EncoderFeatures()), EncoderFeatures),
+                   "the encoder part must be EncoderFeatures")
         normalizer, union, nb, style = text_parts(pipeline)
+        encoder = encoder_part(pipeline)
         _check(getattr(normalizer, "full", True), "the normalize step must apply the full normalisation")
         clf = pipeline.named_steps["clf"]
         _check(clf.coef_.shape[0] == 1, "the classifier must be binary")
         _check(list(clf.classes_) == [0, 1], "classes must be 0 and 1")
         n_style = 0 if style is None else style.mean_.shape[0]
-        n_text = clf.coef_.shape[1] - n_style
+        n_encoder = 0 if encoder is None else encoder.encoder_.layers["d3"].shape[1]
+        n_text = clf.coef_.shape[1] - n_style - n_encoder
         scale = np.ones(n_text)
         if nb not in (None, "passthrough"):
             scale = np.asarray(nb.ratio_, dtype=np.float64)
@@ -115,11 +124,19 @@ class FastScorer:
         if style is not None:
             factor = style.weight / np.asarray(style.scale_, dtype=np.float64)
             mean = np.asarray(style.mean_, dtype=np.float64)
-            per_count = clf.coef_[0, n_text:] * factor
+            per_count = clf.coef_[0, n_text:n_text + n_style] * factor
             self._style = (per_count.tolist(), float(-(per_count * mean).sum()))
             if category_head is not None:
-                cat_per_count = np.asarray(category_head.coef_, dtype=np.float64)[:, n_text:] * factor
+                cat_per_count = np.asarray(category_head.coef_, dtype=np.float64)[:, n_text:n_text + n_style] * factor
                 self._category_style = (cat_per_count, -(cat_per_count @ mean))
+        # Encoder features are weight * z for the comment's 512-dimensional encoding z: their part of
+        # a logit is one dot product (the category head's, one per category).
+        self._encoder = None
+        if encoder is not None:
+            at = n_text + n_style
+            self._encoder = (encoder.encoder_, clf.coef_[0, at:] * encoder.weight)
+            if category_head is not None:
+                self._category_encoder = np.asarray(category_head.coef_, dtype=np.float64)[:, at:] * encoder.weight
         weights = union.transformer_weights or {}
         vectorizers = []
         union_offset = 0
@@ -316,9 +333,10 @@ class FastScorer:
                 contributions += np.bincount(token_owner[first_token + j], weights=part, minlength=size)
         return logit, hits, contributions.tolist()
 
-    def category_logits(self, hits, counts: tuple[float, ...] | None = None) -> list[float]:
+    def category_logits(self, hits, counts: tuple[float, ...] | None = None,
+                        encoded: np.ndarray | None = None) -> list[float]:
         """Return the category head's logits for the features found by `score_normalized`
-        (and, for a model with style features, the text's `style_counts`)."""
+        (and, for a model with style or encoder features, the text's `style_counts` and encoding)."""
         if not self.category_labels:
             return []
         logits = self.category_intercepts
@@ -331,6 +349,8 @@ class FastScorer:
         if self._style is not None:
             per_count, constant = self._category_style
             logits = logits + constant + per_count @ np.asarray(counts, dtype=np.float64)
+        if self._encoder is not None:
+            logits = logits + self._category_encoder @ encoded
         return logits.tolist()
 
     def style_logit(self, text: str) -> tuple[float, tuple[float, ...] | None]:
@@ -341,20 +361,29 @@ class FastScorer:
         counts = style_counts(text)
         return constant + sum(w * c for w, c in zip(per_count, counts, strict=True)), counts
 
+    def encoder_logit(self, text: str) -> tuple[float, np.ndarray | None]:
+        """Return the encoder features' part of the logit of a raw text and its encoding (0 and None without)."""
+        if self._encoder is None:
+            return 0.0, None
+        encoder, weights = self._encoder
+        encoded = encoder.encode(text).astype(np.float64)
+        return float(weights @ encoded), encoded
+
     def probability(self, text: str) -> float:
         """Return the offensive-class probability of a raw text, as predict_proba would."""
         logit, _, _ = self.score_normalized(normalize(text))
-        return _sigmoid(logit + self.style_logit(text)[0])
+        return _sigmoid(logit + self.style_logit(text)[0] + self.encoder_logit(text)[0])
 
     def explain(self, text: str):
         """Return (probability, hits, [(start, end, weight)] in the original text).
 
-        `hits` is what `category_logits` takes: (n-gram hits, style counts). The words' weights
-        add up to the n-gram part of the logit; the style part belongs to no word.
+        `hits` is what `category_logits` takes: (n-gram hits, style counts, encoding). The words'
+        weights add up to the n-gram part of the logit; the style and encoder parts belong to no word.
         """
         norm, starts, ends = normalize_with_offsets(text)
         logit, hits, contributions = self.score_normalized(norm, explain=True)
         style, counts = self.style_logit(text)
+        encoder, encoded = self.encoder_logit(text)
         spans = []
         begin = 0
         for word, weight in zip(norm.split(" ") if norm else (), contributions, strict=True):
@@ -363,13 +392,14 @@ class FastScorer:
             # character's start to its last character's end.
             spans.append((starts[begin], ends[end - 1], weight))
             begin = end + 1
-        return _sigmoid(logit + style), (hits, counts), spans
+        return _sigmoid(logit + style + encoder), (hits, counts, encoded), spans
 
     def classify(self, text: str):
         """Return (probability, hits) for a raw text without attributions (hits as for `explain`)."""
         logit, hits, _ = self.score_normalized(normalize(text))
         style, counts = self.style_logit(text)
-        return _sigmoid(logit + style), (hits, counts)
+        encoder, encoded = self.encoder_logit(text)
+        return _sigmoid(logit + style + encoder), (hits, counts, encoded)
 
 
 def _sigmoid(z: float) -> float:

@@ -32,6 +32,7 @@ from moderation.ml.pipeline import (
     DomainAdaptedLogisticRegression,
     build_category_head,
     build_pipeline,
+    encoder_part,
     served_rows,
     strip_for_storage,
     text_parts,
@@ -190,6 +191,7 @@ def train_and_save(
     sha = file_sha256(out / ARTIFACT_NAME)
     now = datetime.now(UTC)
     n_features = [len(v.vocabulary_) for _, v in text_parts(pipeline)[1].transformer_list]
+    encoder = encoder_part(pipeline)
     metadata = {
         "version": f"{now:%Y.%m.%d}-{sha[:7]}",
         "created_at": now.isoformat(timespec="seconds"),
@@ -206,6 +208,7 @@ def train_and_save(
         "seed": seed,
         "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
         "n_features": n_features,
+        **({"encoder": encoder.source_} if encoder is not None else {}),
         "validation": validation,
         "decision_threshold": decision,
         "routing": routing,

@@ -52,6 +52,8 @@ def test_line_break_markers_are_not_words():
     {"style_weight": None},
     {"style_weight": None, "nb_alpha": None},
     {"style_weight": 3.0, "nb_alpha": None},
+    {"encoder_weight": 0.3},
+    {"encoder_weight": 2.0, "style_weight": None, "encoder_dims": 16},
 ])
 def test_fast_path_equals_predict_proba(params):
     pipeline = _fit(params)
@@ -82,13 +84,13 @@ def test_word_contributions_add_up_to_the_logit(params):
         assert sum(contributions) == pytest.approx(logit - fast.intercept, abs=1e-9)
 
 
-# The n-gram union's parameters, in a pipeline with style features and in one without.
+# The n-gram union's parameters, in a pipeline with style (or encoder) features and in one without.
 UNION = {None: "features__", 0.1: "features__text__features__"}
 
 
 @pytest.mark.parametrize("style", UNION)
 def test_fast_path_handles_a_block_without_sublinear_tf(style):
-    pipeline = build_pipeline({**TINY_PARAMS, "style_weight": style})
+    pipeline = build_pipeline({**TINY_PARAMS, "style_weight": style, "encoder_weight": style})
     pipeline.set_params(**{f"{UNION[style]}word__sublinear_tf": False})
     pipeline.fit([t for t, _, _ in ROWS], [y for _, y, _ in ROWS])
     fast = FastScorer(pipeline)
@@ -98,7 +100,7 @@ def test_fast_path_handles_a_block_without_sublinear_tf(style):
 
 @pytest.mark.parametrize("style", UNION)
 def test_fast_path_honours_union_weights(style):
-    pipeline = _fit({"style_weight": style})
+    pipeline = _fit({"style_weight": style, "encoder_weight": style})
     pipeline.set_params(**{f"{UNION[style]}transformer_weights": {"word": 0.5, "char": 2.0}})
     expected = pipeline.predict_proba(PROBES)[:, 1]
     got = [FastScorer(pipeline).probability(t) for t in PROBES]
@@ -115,9 +117,9 @@ def test_char_ngrams_match_sklearn_analyzer(text, ngram_range):
     assert ours == vectorizer.build_analyzer()(norm)
 
 
-@pytest.mark.parametrize("style", UNION)
-def test_category_logits_match_category_head(style):
-    pipeline = _fit({"nb_alpha": 1.0, "style_weight": style})
+@pytest.mark.parametrize(("style", "encoder"), [(None, None), (0.1, None), (0.1, 0.5), (None, 0.5)])
+def test_category_logits_match_category_head(style, encoder):
+    pipeline = _fit({"nb_alpha": 1.0, "style_weight": style, "encoder_weight": encoder})
     rows = [(t, c) for t, y, c in ROWS if y]
     features = pipeline[:-1].transform([t for t, _ in rows])
     head = build_category_head().fit(features, [c for _, c in rows])
