@@ -60,7 +60,8 @@ def settle_thresholds(model: LoadedModel, config: dict) -> Thresholds:
     """Return the model's routing thresholds, overridden by configuration where set."""
     approve, reject = config.get("APPROVE_THRESHOLD"), config.get("REJECT_THRESHOLD")
     thresholds = Thresholds(approve=model.approve_threshold if approve is None else approve,
-                            reject=model.reject_threshold if reject is None else reject)
+                            reject=model.reject_threshold if reject is None else reject,
+                            decision=model.decision_threshold)
     if thresholds.approve > thresholds.reject:
         raise ConfigError(f"approve threshold {thresholds.approve} is above reject threshold {thresholds.reject}; "
                           f"check {PREFIX}APPROVE_THRESHOLD / {PREFIX}REJECT_THRESHOLD")

@@ -35,6 +35,29 @@ def test_route(toxicity, rules, status, reasons):
     assert (routing.status, routing.reasons) == (status, reasons)
 
 
+# With the model's decision threshold known, a held comment the model takes for offensive says so.
+D = Thresholds(approve=0.3, reject=0.8, decision=0.5)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "toxicity", "rules", "status", "reasons"),
+    [
+        (D, 0.1, Rules(), "approved", ()),
+        (D, 0.49, Rules(), "pending", ("toxicity_uncertain",)),
+        (D, 0.5, Rules(), "pending", ("toxicity_likely",)),
+        (D, 0.79, Rules(suspect_terms=("x",)), "pending", ("suspect_term", "toxicity_likely")),
+        (D, 0.8, Rules(), "rejected", ("toxicity_high",)),
+        (Thresholds(approve=0.0, reject=1.0, decision=0.5), 0.9955, Rules(), "pending", ("toxicity_likely",)),
+        # A site that publishes up to 0.6 publishes what the model holds likely below that.
+        (Thresholds(approve=0.6, reject=0.9, decision=0.5), 0.55, Rules(), "approved", ()),
+        (Thresholds(approve=0.6, reject=0.9, decision=0.5), 0.6, Rules(), "pending", ("toxicity_likely",)),
+    ],
+)
+def test_route_names_likely_offensive_holds(thresholds, toxicity, rules, status, reasons):
+    routing = route(toxicity, thresholds, rules)
+    assert (routing.status, routing.reasons) == (status, reasons)
+
+
 MATCHER = Matcher.build({BANNED: ["Arschloch", "Drecks*", "Volksverräter"], SUSPECT: ["Lügenpresse"]})
 
 

@@ -9,10 +9,16 @@ from moderation.models import APPROVED, PENDING, REJECTED
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Routing band: below `approve` publishes, at or above `reject` rejects, between waits."""
+    """Routing band: below `approve` publishes, at or above `reject` rejects, between waits.
+
+    A comment that waits at or above `decision` (the model's offensive threshold) is one the model
+    takes for offensive without being sure enough to reject it alone (`toxicity_likely`); below it,
+    `toxicity_uncertain`.
+    """
 
     approve: float
     reject: float
+    decision: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,13 @@ def route(toxicity: float, thresholds: Thresholds, rules: Rules = Rules()) -> Ro
     ]
     if reject:
         return Routing(REJECTED, tuple(reject))
+    likely = thresholds.decision is not None and toxicity >= max(thresholds.decision, thresholds.approve)
     hold = [
         code for code, applies in (
             ("premoderation", rules.premoderation),
             ("suspect_term", bool(rules.suspect_terms)),
-            ("toxicity_uncertain", toxicity >= thresholds.approve),
+            ("toxicity_likely", likely),
+            ("toxicity_uncertain", toxicity >= thresholds.approve and not likely),
         ) if applies
     ]
     if hold:

@@ -17,6 +17,7 @@ from moderation.services.routing import Thresholds
 CATEGORIES = {"insult": "Beleidigung", "abuse": "Schmähung", "profanity": "Vulgärsprache"}
 REASONS = {
     "toxicity_uncertain": "Modell unsicher",
+    "toxicity_likely": "Wahrscheinlich toxisch",
     "toxicity_high": "Hohe Toxizität",
     "suspect_term": "Verdächtiger Begriff",
     "banned_term": "Gesperrter Begriff",

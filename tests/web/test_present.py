@@ -48,3 +48,18 @@ def test_chart_stacks_segments_proportionally():
     assert first.segments[-1].y == pytest.approx(chart.top)
     assert [value for _, value in chart.ticks] == [0, 2, 4, 6, 8, 10]
     assert not chart.empty and daily_chart([day("2026-05-01")]).empty
+
+
+def test_every_reason_the_routing_gives_has_a_german_label():
+    from moderation.services.routing import Rules, Thresholds, route
+
+    everything = Rules(author_banned=True, banned_terms=("x",), suspect_terms=("y",), premoderation=True)
+    codes = set()
+    for toxicity in (0.1, 0.4, 0.6, 0.9):
+        for rules in (Rules(), everything, Rules(premoderation=True, suspect_terms=("y",))):
+            codes |= set(route(toxicity, Thresholds(approve=0.3, reject=0.8, decision=0.5), rules).reasons)
+    assert codes >= {"toxicity_likely", "toxicity_uncertain", "toxicity_high", "author_banned", "banned_term",
+                     "suspect_term", "premoderation"}
+    from moderation.web.present import REASONS
+
+    assert codes <= set(REASONS)
