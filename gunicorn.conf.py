@@ -4,6 +4,11 @@ import ctypes
 import gc
 import os
 
+# Scoring multiplies small vectors by matrices (the encoder's output network); a second BLAS thread per
+# worker only competes with the other worker for the two cores. Set before numpy loads (preload).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 # Two cores here: two workers; each holds one copy-on-write share of the preloaded model.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -16,8 +21,8 @@ accesslog = None
 
 def pre_fork(server, worker):
     # Loading the model (joblib decompresses ~19 MiB) leaves freed heap pages in the master, which every
-    # forked worker would carry as resident memory: hand them back to the system first (glibc only;
-    # about 20 MB less per worker).
+    # forked worker would map as resident (shared) memory: hand them back to the system first (glibc
+    # only; about 20 MB less Rss per worker, 20 MB less in all since the pages were shared).
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
