@@ -89,11 +89,9 @@ class FastScorer:
                    and not outer.transformer_weights, f"unexpected feature parts {parts}")
             _check([name for name, _ in outer.transformer_list[0][1].steps] == ["normalize", "features", "nb"],
                    "the text part must be normalize, features, nb")
-            named = dict(outer.transformer_list)
-            _check(isinstance(named.get("style", StyleFeatures()), StyleFeatures),
-                   "the style part must be StyleFeatures")
-            _check(isinstance(named.get("encoder", EncoderFeatures()), EncoderFeatures),
-                   "the encoder part must be EncoderFeatures")
+            for name, part in outer.transformer_list[1:]:
+                kind = {"style": StyleFeatures, "encoder": EncoderFeatures}[name]
+                _check(isinstance(part, kind), f"the {name} part must be {kind.__name__}")
         normalizer, union, nb, style = text_parts(pipeline)
         encoder = encoder_part(pipeline)
         _check(getattr(normalizer, "full", True), "the normalize step must apply the full normalisation")
