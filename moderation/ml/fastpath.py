@@ -95,6 +95,7 @@ class FastScorer:
         normalizer, union, nb, style = text_parts(pipeline)
         encoder = encoder_part(pipeline)
         _check(getattr(normalizer, "full", True), "the normalize step must apply the full normalisation")
+        self._unmask = getattr(normalizer, "unmask_", None)
         clf = pipeline.named_steps["clf"]
         _check(clf.coef_.shape[0] == 1, "the classifier must be binary")
         _check(list(clf.classes_) == [0, 1], "classes must be 0 and 1")
@@ -369,7 +370,7 @@ class FastScorer:
 
     def probability(self, text: str) -> float:
         """Return the offensive-class probability of a raw text, as predict_proba would."""
-        logit, _, _ = self.score_normalized(normalize(text))
+        logit, _, _ = self.score_normalized(normalize(text, self._unmask))
         return _sigmoid(logit + self.style_logit(text)[0] + self.encoder_logit(text)[0])
 
     def explain(self, text: str):
@@ -378,7 +379,7 @@ class FastScorer:
         `hits` is what `category_logits` takes: (n-gram hits, style counts, encoding). The words'
         weights add up to the n-gram part of the logit; the style and encoder parts belong to no word.
         """
-        norm, starts, ends = normalize_with_offsets(text)
+        norm, starts, ends = normalize_with_offsets(text, self._unmask)
         logit, hits, contributions = self.score_normalized(norm, explain=True)
         style, counts = self.style_logit(text)
         encoder, encoded = self.encoder_logit(text)
@@ -394,7 +395,7 @@ class FastScorer:
 
     def classify(self, text: str):
         """Return (probability, hits) for a raw text without attributions (hits as for `explain`)."""
-        logit, hits, _ = self.score_normalized(normalize(text))
+        logit, hits, _ = self.score_normalized(normalize(text, self._unmask))
         style, counts = self.style_logit(text)
         encoder, encoded = self.encoder_logit(text)
         return _sigmoid(logit + style + encoder), (hits, counts, encoded)

@@ -124,6 +124,9 @@ _POST_STEPS: list[_Step] = [
     (None, re.compile(r"(?<![\w@$])[\w@$](?:([ .\-_+])[\w@$])(?:\1[\w@$]){1,}(?![\w@$])"),
      _join_letters),
     (_not_ascii, re.compile(r"[^\x00-\x7f]"), _fold_match),
+]
+# A fitted `Unmasker` runs here, between folding and the steps below (which squeeze "***" to "*").
+_LATE_STEPS: list[_Step] = [
     (_has("*"), re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
     (_LEET_TRIGGER.search,
      re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
@@ -134,6 +137,7 @@ _POST_STEPS: list[_Step] = [
     (None, re.compile(r"[^\S ]"), " "),
     (_has("  "), re.compile(r" {2,}"), " "),
 ]
+_PLAIN_POST_STEPS = _POST_STEPS + _LATE_STEPS
 
 
 def _lower(text: str) -> str:
@@ -144,16 +148,99 @@ def _lower(text: str) -> str:
     return "".join(c.lower()[:1] for c in text)
 
 
-def normalize(text: str) -> str:
-    """Return the normalised form of `text` that the classifier's features are built on."""
+def _post_steps(unmask: Unmasker | None) -> list[_Step]:
+    return _PLAIN_POST_STEPS if unmask is None else unmask.steps
+
+
+def normalize(text: str, unmask: Unmasker | None = None) -> str:
+    """Return the normalised form of `text` that the classifier's features are built on.
+
+    With `unmask` (learned by the pipeline's normaliser from its training texts), masked words
+    such as "A****loch" are first restored to the training word they stand for.
+    """
     for guard, pattern, repl in _PRE_STEPS:
         if guard is None or guard(text):
             text = pattern.sub(repl, text)
     text = _lower(text)
-    for guard, pattern, repl in _POST_STEPS:
+    for guard, pattern, repl in _post_steps(unmask):
         if guard is None or guard(text):
             text = pattern.sub(repl, text)
     return text.strip()
+
+
+# A masked word after lowercasing and folding: letters, a run of asterisks, maybe more letters.
+MASK_RE = re.compile(r"(?<![\w*])([a-z]+)(\*+)([a-z]*)(?![\w*])")
+_VOCAB_WORD_RE = re.compile(r"[a-z]{3,}")
+
+
+class Unmasker:
+    """Restore masked words ("a****loch", "schei**", "ar***") to a word of the training texts.
+
+    People mask the words they think offensive, so a mask is restored only to a word typical of the
+    offensive training texts: seen there at least twice, and at least `MIN_RATIO` times as often
+    (add-one smoothed) as in the others; among the words that fit, the most typical one. Otherwise
+    the mask stays as it is ("lehrer*innen", "b***"). A word that fits keeps the visible letters at
+    both ends and hides as many letters as there are asterisks (a single asterisk may hide one to
+    `MAX_HIDDEN`); at least two letters must be visible.
+    """
+
+    MIN_COUNT = 2
+    MIN_RATIO = 2.0
+    MAX_HIDDEN = 6
+
+    def __init__(self, offensive: dict[str, int], other: dict[str, int]):
+        self.offensive = offensive  # word -> count in offensive training texts
+        self.other = other          # word -> count in the other training texts
+        ratio = {word: (count + 1) / (other.get(word, 0) + 1) for word, count in offensive.items()
+                 if count >= self.MIN_COUNT}
+        by_length: dict[int, list[str]] = {}
+        for word in sorted((w for w, r in ratio.items() if r >= self.MIN_RATIO), key=lambda w: (-ratio[w], w)):
+            by_length.setdefault(len(word), []).append(word)
+        self._by_length = by_length  # most typical first
+        self._cache: dict[tuple[str, int, str], str | None] = {}
+        self.steps: list[_Step] = [*_POST_STEPS, (_has("*"), MASK_RE, self.restore), *_LATE_STEPS]
+
+    @classmethod
+    def learn(cls, normalized_texts, labels) -> Unmasker:
+        """Count the words of already normalised training texts by label."""
+        offensive: dict[str, int] = {}
+        other: dict[str, int] = {}
+        for text, label in zip(normalized_texts, labels, strict=True):
+            counts = offensive if int(label) == 1 else other
+            for word in _VOCAB_WORD_RE.findall(text):
+                counts[word] = counts.get(word, 0) + 1
+        return cls(offensive, other)
+
+    def __getstate__(self) -> dict:
+        return {"offensive": self.offensive, "other": self.other}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["offensive"], state["other"])
+
+    def word_for(self, prefix: str, stars: int, suffix: str) -> str | None:
+        """The word a mask stands for, or None."""
+        key = (prefix, stars, suffix)
+        if key not in self._cache:
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            self._cache[key] = self._resolve(prefix, stars, suffix)
+        return self._cache[key]
+
+    def _resolve(self, prefix: str, stars: int, suffix: str) -> str | None:
+        if len(prefix) + len(suffix) < 2:
+            return None
+        fits = []
+        for hidden in (range(stars, stars + 1) if stars > 1 else range(1, self.MAX_HIDDEN + 1)):
+            for word in self._by_length.get(len(prefix) + len(suffix) + hidden, ()):
+                if word.startswith(prefix) and word.endswith(suffix):
+                    fits.append(((self.other.get(word, 0) + 1) / (self.offensive[word] + 1), word))
+                    break  # the lists are sorted: the first fit of a length is its best
+        return min(fits)[1] if fits else None
+
+    def restore(self, match: re.Match) -> str:
+        """Replacement for a `MASK_RE` match: the restored word, or the mask as it was."""
+        word = self.word_for(match.group(1), len(match.group(2)), match.group(3))
+        return word if word is not None else match.group()
 
 
 def _sub_tracked(pattern: re.Pattern, repl, text: str, starts: list[int], ends: list[int]):
@@ -190,15 +277,15 @@ def _sub_tracked(pattern: re.Pattern, repl, text: str, starts: list[int], ends: 
     return new_text, new_starts, new_ends
 
 
-def normalize_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
-    """Return `normalize(text)` and, per normalised character, its original start and end."""
+def normalize_with_offsets(text: str, unmask: Unmasker | None = None) -> tuple[str, list[int], list[int]]:
+    """Return `normalize(text, unmask)` and, per normalised character, its original start and end."""
     starts = list(range(len(text)))
     ends = list(range(1, len(text) + 1))
     for guard, pattern, repl in _PRE_STEPS:
         if guard is None or guard(text):
             text, starts, ends = _sub_tracked(pattern, repl, text, starts, ends)
     lowered = _lower(text)
-    for guard, pattern, repl in _POST_STEPS:
+    for guard, pattern, repl in _post_steps(unmask):
         if guard is None or guard(lowered):
             lowered, starts, ends = _sub_tracked(pattern, repl, lowered, starts, ends)
     stripped = lowered.strip()

@@ -15,7 +15,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from moderation.ml.encoder import EncoderFeatures
-from moderation.ml.normalize import EMOJI_RE, normalize
+from moderation.ml.normalize import EMOJI_RE, Unmasker, normalize
 
 # Chosen on grouped 5-fold CV (3 seeds) of GermEval 2018, checked on 2021 and on both files
 # (benchmarks/cv_germeval.py). Char n-grams carry most of the signal: at full weight the word
@@ -45,6 +45,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # settings fixed before 3-4 ran); GermEval 2018 alone 78.15 -> 78.37. None leaves it out.
     "encoder_weight": 0.3,
     "encoder_dims": 128,
+    # Masked words ("A****loch") restored to the training word they stand for (normalize.Unmasker).
+    "unmask": True,
 }
 
 # What the service scores: readers' comments. Training rows are of this domain unless a reader says
@@ -60,13 +62,23 @@ def served_rows(domains, labels) -> np.ndarray:
 
 
 class TextNormalizer(TransformerMixin, BaseEstimator):
-    """Map raw comments to their normalised form (see `moderation.ml.normalize`)."""
+    """Map raw comments to their normalised form (see `moderation.ml.normalize`).
 
-    def __init__(self, full: bool = True):
+    With `unmask`, fitting on labelled texts also learns an `Unmasker` from their words, so that
+    "A****loch" reads as the "arschloch" of the training texts.
+    """
+
+    unmask = False  # models stored before unmasking existed have no such attribute
+
+    def __init__(self, full: bool = True, unmask: bool = False):
         self.full = full
+        self.unmask = unmask
 
     def fit(self, X, y=None):
-        """Learn nothing; normalisation is rule-based."""
+        """Learn the masked-word vocabulary when asked to; the rest is rule-based."""
+        self.unmask_ = None
+        if self.full and self.unmask and y is not None:
+            self.unmask_ = Unmasker.learn([normalize(text) for text in X], y)
         self.n_features_in_ = 1
         return self
 
@@ -74,7 +86,8 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
         """Return the normalised texts."""
         if not self.full:  # plain lowercasing, for baseline comparisons only
             return [text.lower() for text in X]
-        return [normalize(text) for text in X]
+        unmask = getattr(self, "unmask_", None)
+        return [normalize(text, unmask) for text in X]
 
 
 class NBScaler(TransformerMixin, BaseEstimator):
@@ -226,7 +239,7 @@ def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0) -> Pi
     classifier = DomainAdaptedLogisticRegression if p.get("domain_adaptation") else LogisticRegression
     clf = classifier(C=p["C"], class_weight=p["class_weight"], solver="liblinear", random_state=seed, max_iter=1000)
     text = [
-        ("normalize", TextNormalizer(full=p["normalize"])),
+        ("normalize", TextNormalizer(full=p["normalize"], unmask=p.get("unmask", False))),
         ("features", FeatureUnion([("word", word), ("char", char)], transformer_weights=weights)),
         ("nb", nb),
     ]

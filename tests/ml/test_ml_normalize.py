@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from moderation.ml.normalize import (
-    _POST_STEPS,
+    _PLAIN_POST_STEPS,
     _PRE_STEPS,
+    Unmasker,
     _lower,
     normalize,
     normalize_with_offsets,
     original_span,
 )
+from moderation.ml.pipeline import TextNormalizer
 
 from .conftest import OBFUSCATED, random_texts
 
@@ -104,7 +108,7 @@ def _normalize_without_guards(text: str) -> str:
     for _, pattern, repl in _PRE_STEPS:
         text = pattern.sub(repl, text)
     text = _lower(text)
-    for _, pattern, repl in _POST_STEPS:
+    for _, pattern, repl in _PLAIN_POST_STEPS:
         text = pattern.sub(repl, text)
     return text.strip()
 
@@ -112,3 +116,64 @@ def _normalize_without_guards(text: str) -> str:
 @pytest.mark.parametrize("text", OBFUSCATED + random_texts(300, seed=2) + ["WWW.Example.org x", "a://b"])
 def test_guards_only_skip_steps_that_would_not_match(text):
     assert normalize(text) == _normalize_without_guards(text)
+
+
+# Written for these tests: each offensive word twice in offensive rows, "kommt" only in harmless ones.
+UNMASK_ROWS = [
+    ("Du Arschloch, halt die Fresse", 1), ("So ein Arschloch", 1), ("Fresse halten, Hurensohn", 1),
+    ("Was für eine Scheiße", 1), ("Scheiße, du Hurensohn", 1),
+    ("Wann kommt der Bus?", 0), ("Er kommt morgen", 0), ("Danke für den Artikel", 0),
+    ("Die Lehrerinnen und Lehrer streiken", 0), ("Ein Hoch auf die Lehrerinnen", 0),
+]
+
+
+@pytest.fixture(scope="module")
+def unmasker() -> Unmasker:
+    return Unmasker.learn([normalize(t) for t, _ in UNMASK_ROWS], [y for _, y in UNMASK_ROWS])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Du A****loch", "du arschloch"),        # as many letters hidden as there are asterisks
+    ("Du Arsch****", "du arschloch"),
+    ("Halt die Fr***e", "halt die fresse"),
+    ("A*loch", "arschloch"),                 # one asterisk may hide several letters
+    ("So eine Schei**e", "so eine scheisse"),
+    ("Hu*****hn!", "hurensohn!"),
+    ("Lehrer*innen", "lehrer*innen"),        # a gender star stays: no offensive word fits
+    ("K***t", "k*t"),                        # "kommt" fits but is not typical of offensive rows
+    ("d***", "d*"),                          # one visible letter is too little to go on
+    ("A****l0ch", "a*loch"),                 # a mask with leetspeak is left to the rules
+    ("Arschloch", "arschloch"),
+])
+def test_masked_words_are_restored_from_training_words(unmasker, text, expected):
+    assert normalize(text, unmasker) == expected
+    assert normalize_with_offsets(text, unmasker)[0] == expected
+
+
+def test_a_restored_word_maps_back_to_the_masked_span(unmasker):
+    text = "Du bist ein A*loch!"
+    norm, starts, ends = normalize_with_offsets(text, unmasker)
+    begin = norm.index("arschloch")
+    assert text[slice(*original_span(starts, ends, begin, begin + len("arschloch")))] == "A*loch"
+
+
+def test_the_unmasker_survives_pickling(unmasker):
+    copy = pickle.loads(pickle.dumps(unmasker))
+    assert normalize("Halt die Fr***e, du A****loch", copy) == "halt die fresse, du arschloch"
+    assert copy.offensive == unmasker.offensive and copy.other == unmasker.other
+
+
+def test_without_an_unmasker_masks_are_squeezed():
+    assert normalize("Du A****loch") == "du a*loch"
+
+
+def test_the_pipeline_normaliser_learns_unmasking_from_labels():
+    texts, labels = [t for t, _ in UNMASK_ROWS], [y for _, y in UNMASK_ROWS]
+    fitted = TextNormalizer(unmask=True).fit(texts, labels)
+    assert fitted.transform(["Du A****loch"]) == ["du arschloch"]
+    assert TextNormalizer(unmask=True).fit(texts).transform(["Du A****loch"]) == ["du a*loch"]  # no labels
+    assert TextNormalizer(unmask=False).fit(texts, labels).transform(["Du A****loch"]) == ["du a*loch"]
+    stored_before_unmasking = TextNormalizer()
+    del stored_before_unmasking.unmask  # as unpickled from a model trained before this option
+    stored_before_unmasking.n_features_in_ = 1
+    assert stored_before_unmasking.transform(["Du A****loch"]) == ["du a*loch"]
