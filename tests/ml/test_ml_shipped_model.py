@@ -41,6 +41,18 @@ def test_friendly_scores_below_insult(shipped, friendly, insult):
     assert low.category is None
 
 
+@pytest.mark.parametrize(("masked", "plain"), [
+    ("Du bist ein A****loch", "Du bist ein Arschloch"),
+    ("Halt die Fr***e, du Ar***", "Halt die Fresse, du Arsch"),
+    ("Was für eine Schei**e", "Was für eine Scheiße"),
+])
+def test_shipped_model_reads_masked_words_as_the_word(shipped, masked, plain):
+    restored, written = shipped.score(masked), shipped.score(plain)
+    assert restored.offensive and written.offensive
+    assert restored.toxicity == pytest.approx(written.toxicity, abs=0.1)
+    assert any("*" in h.text for h in restored.highlights)
+
+
 def test_shipped_highlights_name_the_insult(shipped):
     text = "Ehrlich, du bist ein V o l l i d i o t"
     score = shipped.score(text)
