@@ -127,7 +127,8 @@ _POST_STEPS: list[_Step] = [
 ]
 # A fitted `Unmasker` runs here, between folding and the steps below (which squeeze "***" to "*").
 _LATE_STEPS: list[_Step] = [
-    (_has("*"), re.compile(r"(?<=\w)\*+|\*+(?=\w)"), "*"),
+    # The second branch starts only at the beginning of a run (linear on long runs of asterisks).
+    (_has("*"), re.compile(r"(?<=\w)\*+|(?<!\*)\*+(?=\w)"), "*"),
     (_LEET_TRIGGER.search,
      re.compile(r"(?<![\w@$])(?=[\w@$]*[^\W\d_])(?=[\w@$]*[013457@$])[\w@$]+"), _leet_match),
     (None, re.compile(r"(\S)\1{2,}"), _repeat_match),
@@ -156,7 +157,8 @@ def normalize(text: str, unmask: Unmasker | None = None) -> str:
     """Return the normalised form of `text` that the classifier's features are built on.
 
     With `unmask` (learned by the pipeline's normaliser from its training texts), masked words
-    such as "A****loch" are first restored to the training word they stand for.
+    such as "A****loch" are restored to the training word they stand for, right after umlauts are
+    folded and before runs of asterisks are squeezed.
     """
     for guard, pattern, repl in _PRE_STEPS:
         if guard is None or guard(text):
@@ -169,76 +171,92 @@ def normalize(text: str, unmask: Unmasker | None = None) -> str:
 
 
 # A masked word after lowercasing and folding: letters, a run of asterisks, maybe more letters.
-MASK_RE = re.compile(r"(?<![\w*])([a-z]+)(\*+)([a-z]*)(?![\w*])")
-_VOCAB_WORD_RE = re.compile(r"[a-z]{3,}")
+MASK_RE = re.compile(r"(?<![\w*@$])([a-z]+)(\*+)([a-z]*)(?![\w*@$])")
+_VOCAB_WORD_RE = re.compile(r"(?<![\w*@$])[a-z]{3,}(?![\w*@$])")
+_FOLDED_PAIR_RE = re.compile("ae|oe|ue|ss")  # what folding made of ä, ö, ü and ß
 
 
 class Unmasker:
-    """Restore masked words ("a****loch", "schei**", "ar***") to a word of the training texts.
+    """Restore masked words ("a****loch", "fr***e", "schei**e") to a word of the training texts.
 
-    People mask the words they think offensive, so a mask is restored only to a word typical of the
-    offensive training texts: seen there at least twice, and at least `MIN_RATIO` times as often
-    (add-one smoothed) as in the others; among the words that fit, the most typical one. Otherwise
-    the mask stays as it is ("lehrer*innen", "b***"). A word that fits keeps the visible letters at
-    both ends and hides as many letters as there are asterisks (a single asterisk may hide one to
-    `MAX_HIDDEN`); at least two letters must be visible.
+    People mask the words they think offensive, so a mask is restored only to a candidate: a word
+    seen in at least `MIN_COUNT` offensive training rows and at least `MIN_RATIO` times as often
+    (add-one smoothed) in offensive rows as in the others. A candidate fits a mask if it keeps the
+    visible letters at both ends and hides as many letters as there are asterisks, counted as
+    written (a hidden "ß" or "ü" is two letters after folding). One asterisk between letters may
+    hide one to `MAX_HIDDEN` letters ("a*loch"); a mask at the end of a word needs two or more
+    ("ar***"), since a single trailing asterisk is usually a footnote or a gender star ("du*",
+    "kinder*"). At least two letters must be visible. Of several fits the one seen in the most
+    offensive rows wins. A mask nothing fits stays as written ("lehrer*innen", "b***").
+
+    Only the candidates and their counts are kept (and pickled), so a stored model restores masks
+    the same way whatever these class settings become later.
     """
 
-    MIN_COUNT = 2
+    MIN_COUNT = 3
     MIN_RATIO = 2.0
     MAX_HIDDEN = 6
+    CACHE_SIZE = 4096
 
-    def __init__(self, offensive: dict[str, int], other: dict[str, int]):
-        self.offensive = offensive  # word -> count in offensive training texts
-        self.other = other          # word -> count in the other training texts
-        ratio = {word: (count + 1) / (other.get(word, 0) + 1) for word, count in offensive.items()
-                 if count >= self.MIN_COUNT}
-        by_length: dict[int, list[str]] = {}
-        for word in sorted((w for w, r in ratio.items() if r >= self.MIN_RATIO), key=lambda w: (-ratio[w], w)):
-            by_length.setdefault(len(word), []).append(word)
-        self._by_length = by_length  # most typical first
+    def __init__(self, candidates: dict[str, tuple[int, int]]):
+        self.candidates = candidates  # word -> (offensive rows, other rows) holding it
+        by_key: dict[tuple[int, str], list[str]] = {}
+        for word in sorted(candidates, key=lambda w: (-candidates[w][0], candidates[w][1], w)):
+            by_key.setdefault((len(word), word[0]), []).append(word)
+        self._by_key = by_key  # (length, first letter) -> words, best first
+        self._longest = max(map(len, candidates), default=0)
         self._cache: dict[tuple[str, int, str], str | None] = {}
         self.steps: list[_Step] = [*_POST_STEPS, (_has("*"), MASK_RE, self.restore), *_LATE_STEPS]
 
     @classmethod
-    def learn(cls, normalized_texts, labels) -> Unmasker:
-        """Count the words of already normalised training texts by label."""
+    def learn(cls, normalized_texts: list[str], labels) -> Unmasker:
+        """Return the unmasker of already normalised training texts and their 0/1 labels."""
         offensive: dict[str, int] = {}
         other: dict[str, int] = {}
         for text, label in zip(normalized_texts, labels, strict=True):
             counts = offensive if int(label) == 1 else other
-            for word in _VOCAB_WORD_RE.findall(text):
+            for word in set(_VOCAB_WORD_RE.findall(text)):
                 counts[word] = counts.get(word, 0) + 1
-        return cls(offensive, other)
+        return cls({word: (count, other.get(word, 0)) for word, count in offensive.items()
+                    if count >= cls.MIN_COUNT and (count + 1) / (other.get(word, 0) + 1) >= cls.MIN_RATIO})
 
     def __getstate__(self) -> dict:
-        return {"offensive": self.offensive, "other": self.other}
+        return {"candidates": self.candidates}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["offensive"], state["other"])
+        self.__init__(state["candidates"])
 
     def word_for(self, prefix: str, stars: int, suffix: str) -> str | None:
-        """The word a mask stands for, or None."""
+        """Return the word a mask stands for, or None."""
+        visible = len(prefix) + len(suffix)
+        if visible < 2 or visible + stars > self._longest or (not suffix and stars < 2):
+            return None
         key = (prefix, stars, suffix)
-        if key not in self._cache:
-            if len(self._cache) >= 4096:
+        word = self._cache.get(key, key)
+        if word is key:
+            if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.clear()
-            self._cache[key] = self._resolve(prefix, stars, suffix)
-        return self._cache[key]
+            word = self._cache[key] = self._resolve(prefix, stars, suffix)
+        return word
 
     def _resolve(self, prefix: str, stars: int, suffix: str) -> str | None:
-        if len(prefix) + len(suffix) < 2:
-            return None
+        visible = len(prefix) + len(suffix)
+        flexible = stars == 1  # word_for lets a single asterisk through only between letters
+        hidden_lengths = range(1, self.MAX_HIDDEN + 1) if flexible else range(stars, 2 * stars + 1)
         fits = []
-        for hidden in (range(stars, stars + 1) if stars > 1 else range(1, self.MAX_HIDDEN + 1)):
-            for word in self._by_length.get(len(prefix) + len(suffix) + hidden, ()):
-                if word.startswith(prefix) and word.endswith(suffix):
-                    fits.append(((self.other.get(word, 0) + 1) / (self.offensive[word] + 1), word))
+        for hidden in hidden_lengths:
+            for word in self._by_key.get((visible + hidden, prefix[0]), ()):
+                if not (word.startswith(prefix) and word.endswith(suffix)):
+                    continue
+                middle = word[len(prefix):len(word) - len(suffix)]
+                if flexible or len(middle) - len(_FOLDED_PAIR_RE.findall(middle)) <= stars:
+                    offensive, other = self.candidates[word]
+                    fits.append((-offensive, other, word))
                     break  # the lists are sorted: the first fit of a length is its best
-        return min(fits)[1] if fits else None
+        return min(fits)[2] if fits else None
 
     def restore(self, match: re.Match) -> str:
-        """Replacement for a `MASK_RE` match: the restored word, or the mask as it was."""
+        """Return the replacement of a `MASK_RE` match: the restored word, or the mask as it was."""
         word = self.word_for(match.group(1), len(match.group(2)), match.group(3))
         return word if word is not None else match.group()
 

@@ -239,7 +239,7 @@ def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0) -> Pi
     classifier = DomainAdaptedLogisticRegression if p.get("domain_adaptation") else LogisticRegression
     clf = classifier(C=p["C"], class_weight=p["class_weight"], solver="liblinear", random_state=seed, max_iter=1000)
     text = [
-        ("normalize", TextNormalizer(full=p["normalize"], unmask=p.get("unmask", False))),
+        ("normalize", TextNormalizer(full=p["normalize"], unmask=p["unmask"])),
         ("features", FeatureUnion([("word", word), ("char", char)], transformer_weights=weights)),
         ("nb", nb),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -158,16 +159,21 @@ def test_unsupported_pipeline_is_refused():
 
 
 def test_restored_masks_score_like_the_word_on_both_paths():
-    # Written for this test: "Arschloch" and "Fresse" twice each in offensive rows, so masks resolve.
+    # Written for this test: "Arschloch" and "Fresse" in three offensive rows each, so masks resolve.
     rows = ROWS + [("Du Arschloch", 1, "profanity"), ("Halt die Fresse, Arschloch", 1, "profanity"),
-                   ("Fresse, sonst gibts was", 1, "profanity")]
+                   ("Fresse, sonst gibts was", 1, "profanity"), ("Arschloch, halt die Fresse", 1, "profanity")]
     pipeline = build_pipeline(TINY_PARAMS).fit([t for t, _, _ in rows], [y for _, y, _ in rows])
+    assert text_parts(pipeline)[0].transform(["Du A****loch", "Fr***e"]) == ["du arschloch", "fresse"]
     fast = FastScorer(pipeline)
     masked = ["Du A****loch", "Halt die Fr***e, A*loch!", "Lehrer*innen", "Ar***", "So ein Arsch****"]
     probes = masked + PROBES
     expected = pipeline.predict_proba(probes)[:, 1]
     np.testing.assert_allclose([fast.probability(t) for t in probes], expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose([fast.explain(t)[0] for t in probes], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([fast.classify(t)[0] for t in probes], expected, rtol=0, atol=1e-9)
+    stored = pickle.loads(pickle.dumps(pipeline))  # as joblib stores the artifact
+    np.testing.assert_allclose(stored.predict_proba(probes)[:, 1], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose([FastScorer(stored).probability(t) for t in probes], expected, rtol=0, atol=1e-9)
     assert fast.probability("Du A****loch") == pytest.approx(fast.probability("Du Arschloch"), abs=0.05)
     assert fast.probability("Du A****loch") > fast.probability("Du a*b*c")
     _, _, spans = fast.explain("Halt die Fr***e, A*loch!")

@@ -118,11 +118,16 @@ def test_guards_only_skip_steps_that_would_not_match(text):
     assert normalize(text) == _normalize_without_guards(text)
 
 
-# Written for these tests: each offensive word twice in offensive rows, "kommt" only in harmless ones.
+# Written for these tests. Rows holding each word: arschloch, fresse, hurensohn, scheisse, dumm and
+# mies 3 offensive; mist 4 offensive and 1 other; gurke 2 offensive (too few); kommt 3 and 3 (not
+# typical of offensive rows).
 UNMASK_ROWS = [
-    ("Du Arschloch, halt die Fresse", 1), ("So ein Arschloch", 1), ("Fresse halten, Hurensohn", 1),
-    ("Was für eine Scheiße", 1), ("Scheiße, du Hurensohn", 1),
-    ("Wann kommt der Bus?", 0), ("Er kommt morgen", 0), ("Danke für den Artikel", 0),
+    ("Du Arschloch, halt die Fresse", 1), ("So ein Arschloch, Fresse zu, mies", 1),
+    ("Arschloch! Halt die Fresse, Hurensohn", 1), ("Was für eine Scheiße, Hurensohn, mies", 1),
+    ("Scheiße, du Hurensohn, so mies", 1), ("Scheiße und Mist, du bist dumm", 1),
+    ("Mist, du bist so dumm, Gurke", 1), ("Mist, dumm, kommt schon wieder", 1),
+    ("Mist, kommt die Gurke", 1), ("Er kommt, der Idiot", 1),
+    ("Wann kommt der Bus? So ein Mist", 0), ("Er kommt morgen", 0), ("Sie kommt gleich, danke", 0),
     ("Die Lehrerinnen und Lehrer streiken", 0), ("Ein Hoch auf die Lehrerinnen", 0),
 ]
 
@@ -135,19 +140,42 @@ def unmasker() -> Unmasker:
 @pytest.mark.parametrize(("text", "expected"), [
     ("Du A****loch", "du arschloch"),        # as many letters hidden as there are asterisks
     ("Du Arsch****", "du arschloch"),
-    ("Halt die Fr***e", "halt die fresse"),
-    ("A*loch", "arschloch"),                 # one asterisk may hide several letters
-    ("So eine Schei**e", "so eine scheisse"),
+    ("Halt die Fr***e", "halt die fresse"),  # "ß" hidden by one asterisk is "ss" after folding
+    ("So eine Sch***e", "so eine scheisse"),
+    ("A*loch", "arschloch"),                 # one asterisk between letters may hide several
     ("Hu*****hn!", "hurensohn!"),
-    ("Lehrer*innen", "lehrer*innen"),        # a gender star stays: no offensive word fits
-    ("K***t", "k*t"),                        # "kommt" fits but is not typical of offensive rows
-    ("d***", "d*"),                          # one visible letter is too little to go on
+    ("Mi**", "mist"),                        # in more offensive rows than "mies", though rarer elsewhere
+    ("Lehrer*innen", "lehrer*innen"),        # a gender star stays: no candidate fits
+    ("Ko**t", "ko*t"),                       # "kommt" is as common in the other rows
+    ("Gu**e", "gu*e"),                       # "gurke" is in too few offensive rows
+    ("d***", "d*"),                          # one visible letter is too little to go on ("dumm")
+    ("Danke, du*!", "danke, du*!"),          # a single trailing asterisk is no mask ("dumm")
     ("A****l0ch", "a*loch"),                 # a mask with leetspeak is left to the rules
+    ("a****loch@web.de", "a*lochaweb.de"),   # "@" is part of the word (leetspeak reads it as "a")
     ("Arschloch", "arschloch"),
 ])
 def test_masked_words_are_restored_from_training_words(unmasker, text, expected):
     assert normalize(text, unmasker) == expected
     assert normalize_with_offsets(text, unmasker)[0] == expected
+
+
+def _unmasked_without_guards(text: str, unmasker: Unmasker) -> str:
+    for _, pattern, repl in _PRE_STEPS:
+        text = pattern.sub(repl, text)
+    text = _lower(text)
+    for _, pattern, repl in unmasker.steps:
+        text = pattern.sub(repl, text)
+    return text.strip()
+
+
+@pytest.mark.parametrize("text", OBFUSCATED + random_texts(200, seed=3) + ["Du A****loch", "Fr***e*"])
+def test_guards_only_skip_steps_that_would_not_match_when_unmasking(unmasker, text):
+    assert normalize(text, unmasker) == _unmasked_without_guards(text, unmasker)
+
+
+def test_long_runs_of_asterisks_are_squeezed():
+    assert normalize("*" * 5000 + "a") == "*a"
+    assert normalize("x " + "*" * 5000) == "x ***"
 
 
 def test_a_restored_word_maps_back_to_the_masked_span(unmasker):
@@ -157,10 +185,12 @@ def test_a_restored_word_maps_back_to_the_masked_span(unmasker):
     assert text[slice(*original_span(starts, ends, begin, begin + len("arschloch")))] == "A*loch"
 
 
-def test_the_unmasker_survives_pickling(unmasker):
+def test_the_unmasker_survives_pickling_and_keeps_only_its_candidates(unmasker):
     copy = pickle.loads(pickle.dumps(unmasker))
     assert normalize("Halt die Fr***e, du A****loch", copy) == "halt die fresse, du arschloch"
-    assert copy.offensive == unmasker.offensive and copy.other == unmasker.other
+    assert copy.candidates == unmasker.candidates
+    assert set(unmasker.candidates) == {"arschloch", "fresse", "hurensohn", "scheisse", "dumm", "mies", "mist"}
+    assert unmasker.candidates["mist"] == (4, 1)
 
 
 def test_without_an_unmasker_masks_are_squeezed():
