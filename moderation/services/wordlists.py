@@ -1,4 +1,5 @@
-"""Word lists: banned terms reject, suspect terms hold; matched on the classifier's normalised text."""
+"""Word lists: banned terms reject, suspect terms hold; matched on the normalised text (`moderation.ml.normalize`,
+without the model's learned unmasking: a term's own `*` wildcard and the squeezed masks cover masked spellings)."""
 
 from __future__ import annotations
 
