@@ -82,6 +82,16 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
         self.n_features_in_ = 1
         return self
 
+    def fit_transform(self, X, y=None) -> list[str]:
+        """Fit and return the normalised texts, normalising each text once for both."""
+        if not (self.full and self.unmask and y is not None):
+            return self.fit(X, y).transform(X)
+        plain = [normalize(text) for text in X]
+        self.unmask_ = Unmasker.learn(plain, y)
+        self.n_features_in_ = 1
+        # Unmasking changes only texts that hold an asterisk (no earlier step writes one).
+        return [normalize(text, self.unmask_) if "*" in text else done for text, done in zip(X, plain, strict=True)]
+
     def transform(self, X) -> list[str]:
         """Return the normalised texts."""
         if not self.full:  # plain lowercasing, for baseline comparisons only

@@ -201,6 +201,9 @@ def test_the_pipeline_normaliser_learns_unmasking_from_labels():
     texts, labels = [t for t, _ in UNMASK_ROWS], [y for _, y in UNMASK_ROWS]
     fitted = TextNormalizer(unmask=True).fit(texts, labels)
     assert fitted.transform(["Du A****loch"]) == ["du arschloch"]
+    # Fitting inside a pipeline (fit_transform) gives what fit, then transform give.
+    assert TextNormalizer(unmask=True).fit_transform(texts + ["Du A****loch"], labels + [1]) == \
+        TextNormalizer(unmask=True).fit(texts + ["Du A****loch"], labels + [1]).transform(texts + ["Du A****loch"])
     assert TextNormalizer(unmask=True).fit(texts).transform(["Du A****loch"]) == ["du a*loch"]  # no labels
     assert TextNormalizer(unmask=False).fit(texts, labels).transform(["Du A****loch"]) == ["du a*loch"]
     stored_before_unmasking = TextNormalizer()
