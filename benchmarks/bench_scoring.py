@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fastpath.WORD_CACHE_SIZE = args.word_cache
     data = read_datasets(args.data)
+    # The machine's speed on the day: this shared machine has run the same code 2-4x slower on some
+    # days than on others. `bench_instructions.py` counts what does not depend on it.
+    reference = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1e3
+    print(f"machine reference: sum(range(10**6)) takes {reference:.1f} ms "
+          f"(python -m timeit \"sum(range(10**6))\")")
     print(f"data: {', '.join(s['path'] for s in data.sources)} ({len(data.texts)} rows)")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,111 @@
+"""Print the CPU instructions one comment costs on the fast path, counted by valgrind.
+
+    .venv/bin/python benchmarks/bench_instructions.py [--model DIR] [--comments N]
+        [GERMEVAL2018_TSV GERMEVAL2021_CSV]
+
+Wall-clock latency on this shared 2-core machine varies with the day (the same model and code
+measured 0.226 ms and 0.525 ms a week apart), so `bench_scoring.py`'s milliseconds cannot tell
+whether a change to the scoring code made it cheaper. Instructions can: valgrind's callgrind
+counts every instruction a process executes, nearly the same count for the same binary, inputs
+and environment whatever else the machine is doing.
+
+A child Python runs under `valgrind --tool=callgrind --dump-before=getppid`: it loads the model,
+warms the fast path's word cache on 200 comments, then scores N more comments three times (`score`
+with highlights, `score` without, `pipeline.predict_proba([text])`: the same sample and order as
+`bench_scoring.py`, so the word-cache misses are the same), calling `os.getppid()` between the
+loops. Each call makes callgrind write the counts since the previous one, so each loop is counted
+on its own. Needs valgrind (Debian's package); under it the child runs about 50 times slower, so
+this takes about ten minutes, most of it loading the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from moderation.ml.data import read_datasets  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+DEFAULT_FILES = [DATA / "germeval2018" / "germeval2018.training.txt",
+                 DATA / "germeval2021" / "GermEval21_TrainData.csv"]
+SAMPLE = 2000  # as bench_scoring.py
+WARM = 200
+MODES = [("explain", "fast path, with highlights"), ("plain", "fast path, no highlights"),
+         ("predict_proba", "pipeline.predict_proba([text])")]
+
+CHILD = f"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from moderation.ml import load_model
+model = load_model(sys.argv[2])
+texts = json.load(open(sys.argv[3], encoding="utf-8"))
+warm, scored = texts[:{WARM}], texts[{WARM}:]
+for text in warm:
+    model.score(text)
+for text in warm[:10]:  # sklearn's first calls
+    model.pipeline.predict_proba([text])
+for score in (model.score, lambda t: model.score(t, explain=False), lambda t: model.pipeline.predict_proba([t])):
+    os.getppid()  # callgrind writes the counts so far
+    for text in scored:
+        score(text)
+os.getppid()
+"""
+
+_TOTALS_RE = re.compile(r"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
+
+
+def count_loops(model_dir: str, sample: Path) -> list[int]:
+    """Instructions of: load and warm-up, then each of the three scoring loops."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={tmp}/out",
+             sys.executable, "-c", CHILD, str(ROOT), model_dir, str(sample)],
+            capture_output=True, text=True, check=False,
+            env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"},
+        )
+        dumps = sorted(Path(tmp).glob("out.*"), key=lambda p: int(p.suffix[1:]))
+        counts = [int(m.group(1)) for m in map(_TOTALS_RE.search, (p.read_text() for p in dumps)) if m]
+    if done.returncode or len(counts) < 4:
+        raise SystemExit(f"valgrind run failed ({done.returncode}, {len(counts)} dumps):\n{done.stderr[-2000:]}")
+    return counts[:4]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Count and print instructions per comment."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="*", default=[str(p) for p in DEFAULT_FILES])
+    parser.add_argument("--model", default=str(ROOT / "model"), help="model folder or root (default: the shipped one)")
+    parser.add_argument("--comments", type=int, default=200, help="comments scored per loop (default %(default)s)")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    data = read_datasets(args.data)
+    step = max(1, len(data.texts) // SAMPLE)
+    texts = data.texts[::step][:SAMPLE][:WARM + args.comments]
+    scored = len(texts) - WARM
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / "sample.json"
+        sample.write_text(json.dumps(texts), encoding="utf-8")
+        base, *loops = count_loops(args.model, sample)
+    print(f"model {args.model}: {scored} comments (mean {sum(map(len, texts[WARM:])) / scored:.0f} chars) "
+          f"after {WARM} to warm up; loading and warming up took {base / 1e9:.2f} G instructions")
+    per = {}
+    for (mode, label), total in zip(MODES, loops, strict=True):
+        per[mode] = total / scored
+        print(f"  {label:38s} {per[mode] / 1e6:8.3f} M instructions per comment")
+    print(f"  predict_proba / fast path: {per['predict_proba'] / per['explain']:.1f}x with highlights, "
+          f"{per['predict_proba'] / per['plain']:.1f}x without")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
