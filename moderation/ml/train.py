@@ -69,28 +69,43 @@ def _fit_fold(pipeline, texts, labels, domains, train_idx, test_idx):
     return test_idx, model.predict_proba([texts[i] for i in test_idx])[:, 1]
 
 
-def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict[str, Any],
-                       *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2,
-                       domains: list[str] | None = None):
-    """Return (out-of-fold probabilities, folds used) from stratified grouped K-fold CV.
+def cross_fit(texts: list[str], labels, groups: list[str], params: dict[str, Any], *, seed: int = 0,
+              n_splits: int = N_SPLITS, n_jobs: int = 2, domains: list[str] | None = None,
+              final: bool = True):
+    """Return (out-of-fold probabilities or None, folds used, pipeline fitted on all rows or None).
 
-    Every row is scored as the served domain (see `DomainAdaptedLogisticRegression`).
+    Stratified grouped K-fold CV; with `final`, the fit on all rows runs in the same worker pool as the
+    folds, side by side with them, instead of after them. It goes first, as the longest job. Every row is
+    scored as the served domain (see `DomainAdaptedLogisticRegression`).
     """
     labels = np.asarray(labels, dtype=int)
     folds = min(n_splits, len(set(groups)), int(np.bincount(labels, minlength=2).min()))
-    if folds < 2:
-        return None, folds
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     pipeline = build_pipeline(params, seed=seed)
-    if len(texts) < SMALL_DATA_ROWS:
+    splits = []
+    if folds >= 2:
+        splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+                      .split(texts, labels, groups))
+    jobs = [delayed(fit_pipeline)(clone(pipeline), texts, labels, domains)] if final else []
+    jobs += [delayed(_fit_fold)(pipeline, texts, labels, domains, train_idx, test_idx)
+             for train_idx, test_idx in splits]
+    if len(texts) < SMALL_DATA_ROWS or len(jobs) < 2:
         n_jobs = 1  # worker start-up would cost more than the fits
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_fold)(pipeline, texts, labels, domains, train_idx, test_idx)
-        for train_idx, test_idx in splitter.split(texts, labels, groups)
-    )
+    results = Parallel(n_jobs=n_jobs)(jobs)
+    fitted = results.pop(0) if final else None
+    if not splits:
+        return None, folds, fitted
     oof = np.full(len(texts), np.nan)
     for test_idx, proba in results:
         oof[test_idx] = proba
+    return oof, folds, fitted
+
+
+def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict[str, Any],
+                       *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2,
+                       domains: list[str] | None = None):
+    """Return (out-of-fold probabilities, folds used) from stratified grouped K-fold CV (see `cross_fit`)."""
+    oof, folds, _ = cross_fit(texts, labels, groups, params, seed=seed, n_splits=n_splits, n_jobs=n_jobs,
+                              domains=domains, final=False)
     return oof, folds
 
 
@@ -143,8 +158,9 @@ def train_and_save(
     y = np.asarray(labels)
     started = time.perf_counter()
 
-    say(f"cross-validating on {len(texts)} rows in {len(set(groups))} groups")
-    oof, folds = out_of_fold_scores(texts, y, groups, resolved, seed=seed, domains=domains)
+    say(f"cross-validating on {len(texts)} rows in {len(set(groups))} groups, "
+        "and fitting the final model on all rows beside the folds")
+    oof, folds, pipeline = cross_fit(texts, y, groups, resolved, seed=seed, domains=domains)
     # The service scores comments: its thresholds and headline figures come from the comment rows.
     domain_of = np.asarray(domains)
     served = served_rows(domain_of, y)
@@ -177,8 +193,7 @@ def train_and_save(
         say(f"cross-validated macro-F1 {validation['at_decision_threshold']['macro_f1']:.4f} "
             f"at threshold {decision:.3f} ({time.perf_counter() - started:.0f}s)")
 
-    say("fitting the final model on all rows")
-    pipeline = fit_pipeline(build_pipeline(resolved, seed=seed), texts, y, domains)
+    say("fitting the category head")
     head, category_counts = _fit_category_head(pipeline, texts, labels, categories, seed)
     strip_for_storage(pipeline)
     artifact = {"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": head}

@@ -94,6 +94,28 @@ def test_cross_validation_fits_each_fold_with_its_rows_domains():
     assert not np.allclose(adapted, plain)
 
 
+def test_final_fit_beside_the_folds_in_worker_processes_is_the_fit_on_all_rows(monkeypatch):
+    from moderation.ml import train
+    texts = [f"{t} ({i})" for i in range(4) for t, _ in COMMENTS + TWEETS]
+    labels = np.array([y for _ in range(4) for _, y in COMMENTS + TWEETS])
+    domains = [d for _ in range(4) for d in ["comment"] * len(COMMENTS) + ["tweet"] * len(TWEETS)]
+    groups = [f"g{i}" for i in range(len(texts))]
+    params = {"min_df": 1, "max_df": 1.0, "encoder_weight": None}
+    expected_oof, _ = train.out_of_fold_scores(texts, labels, groups, params, seed=0, n_jobs=1, domains=domains)
+    alone = fit_pipeline(build_pipeline(params), texts, labels, domains)
+    monkeypatch.setattr(train, "SMALL_DATA_ROWS", 0)  # two real worker processes even for these few rows
+    oof, folds, final = train.cross_fit(texts, labels, groups, params, seed=0, n_jobs=2, domains=domains)
+    assert folds == 5 and np.allclose(oof, expected_oof, atol=1e-12)
+    probes = ["Du Lachnummer", "Danke für den Artikel", "Halt die Fresse"]
+    assert np.allclose(final.predict_proba(probes), alone.predict_proba(probes), atol=1e-12)
+    assert final.named_steps["clf"].domains_ == ["comment", "tweet"]
+    # Too few groups for two folds: only the final fit runs.
+    few = slice(3, 7)  # two offensive comments, two friendly ones
+    assert sorted(labels[few]) == [0, 0, 1, 1]
+    oof, folds, final = train.cross_fit(texts[few], labels[few], ["g"] * 4, params, seed=0, domains=domains[few])
+    assert oof is None and folds == 1 and final.predict_proba(probes).shape == (3, 2)
+
+
 # A word that insults in comments but is harmless in the tweets (a comedian's fan account, say).
 COMMENTS = [("Der Minister ist eine Lachnummer", 1), ("Was für eine Lachnummer, diese Partei", 1),
             ("Du Lachnummer hast keine Ahnung", 1), ("Du bist ein Idiot", 1), ("Halt die Fresse", 1),
