@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,14 +69,14 @@ def _fit_fold(pipeline, texts, labels, domains, train_idx, test_idx):
     return test_idx, model.predict_proba([texts[i] for i in test_idx])[:, 1]
 
 
-def cross_fit(texts: list[str], labels, groups: list[str], params: dict[str, Any], *, seed: int = 0,
-              n_splits: int = N_SPLITS, n_jobs: int = 2, domains: list[str] | None = None,
-              final: bool = True):
+def cross_fit(texts: list[str], labels: Sequence[int] | np.ndarray, groups: list[str], params: dict[str, Any],
+              *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2, domains: list[str] | None = None,
+              final: bool = True) -> tuple[np.ndarray | None, int, Pipeline | None]:
     """Return (out-of-fold probabilities or None, folds used, pipeline fitted on all rows or None).
 
     Stratified grouped K-fold CV; with `final`, the fit on all rows runs in the same worker pool as the
-    folds, side by side with them, instead of after them. It goes first, as the longest job. Every row is
-    scored as the served domain (see `DomainAdaptedLogisticRegression`).
+    folds, beside them instead of after them: it goes first, as the longest job, and the folds fill in
+    around it. Every row is scored as the served domain (see `DomainAdaptedLogisticRegression`).
     """
     labels = np.asarray(labels, dtype=int)
     folds = min(n_splits, len(set(groups)), int(np.bincount(labels, minlength=2).min()))

@@ -94,7 +94,7 @@ def test_cross_validation_fits_each_fold_with_its_rows_domains():
     assert not np.allclose(adapted, plain)
 
 
-def test_final_fit_beside_the_folds_in_worker_processes_is_the_fit_on_all_rows(monkeypatch):
+def test_cross_fit_in_two_worker_processes_returns_the_folds_and_the_fit_on_all_rows(monkeypatch):
     from moderation.ml import train
     texts = [f"{t} ({i})" for i in range(4) for t, _ in COMMENTS + TWEETS]
     labels = np.array([y for _ in range(4) for _, y in COMMENTS + TWEETS])
