@@ -35,12 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_scoring import DEFAULT_FILES, SAMPLE, sample_texts  # noqa: E402  (this folder is sys.path[0])
+
 from moderation.ml.data import read_datasets  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-DEFAULT_FILES = [DATA / "germeval2018" / "germeval2018.training.txt",
-                 DATA / "germeval2021" / "GermEval21_TrainData.csv"]
-SAMPLE = 2000  # as bench_scoring.py
 WARM = 200
 MODES = [("explain", "fast path, with highlights"), ("plain", "fast path, no highlights"),
          ("predict_proba", "pipeline.predict_proba([text])")]
@@ -96,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.comments <= SAMPLE - WARM:
         raise SystemExit(f"--comments must be between 1 and {SAMPLE - WARM}")
     data = read_datasets(args.data)
-    step = max(1, len(data.texts) // SAMPLE)
-    texts = data.texts[::step][:SAMPLE][:WARM + args.comments]
+    texts = sample_texts(data.texts)[:WARM + args.comments]
     scored = len(texts) - WARM
     if scored < args.comments:
         raise SystemExit(f"the data give {len(texts)} comments of the sample; {WARM + args.comments} are needed")

@@ -74,21 +74,26 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
         self.full = full
         self.unmask = unmask
 
+    def _learn(self, X, y) -> list[str] | None:
+        """Learn the unmasker when asked to; return the texts it learnt from (normalised without it) or None."""
+        self.unmask_ = None
+        self.n_features_in_ = 1
+        if not (self.full and self.unmask and y is not None):
+            return None
+        plain = [normalize(text) for text in X]
+        self.unmask_ = Unmasker.learn(plain, y)
+        return plain
+
     def fit(self, X, y=None):
         """Learn the masked-word vocabulary when asked to; the rest is rule-based."""
-        self.unmask_ = None
-        if self.full and self.unmask and y is not None:
-            self.unmask_ = Unmasker.learn([normalize(text) for text in X], y)
-        self.n_features_in_ = 1
+        self._learn(X, y)
         return self
 
     def fit_transform(self, X, y=None) -> list[str]:
         """Fit and return the normalised texts, normalising each text once for both."""
-        if not (self.full and self.unmask and y is not None):
-            return self.fit(X, y).transform(X)
-        plain = [normalize(text) for text in X]
-        self.unmask_ = Unmasker.learn(plain, y)
-        self.n_features_in_ = 1
+        plain = self._learn(X, y)
+        if plain is None:
+            return self.transform(X)
         # Unmasking changes only texts that hold an asterisk (no earlier step writes one).
         return [normalize(text, self.unmask_) if "*" in text else done for text, done in zip(X, plain, strict=True)]
 
