@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 PORT ?= 8000
+# pytest workers for `make test` (pytest-xdist): `auto` is one per core, 0 runs the suite in this process.
+TEST_WORKERS ?= auto
 BIN := $(VENV)/bin
 # The Dockerfile runs this same install command (tests/test_packaging.py checks it).
 INSTALL := pip install --no-cache-dir -r requirements.txt
@@ -30,7 +32,7 @@ lint: $(VENV)/.dev
 	$(BIN)/hadolint Dockerfile
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
