@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,12 @@ from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
 ARTIFACT_FORMAT = 1
 MAX_HIGHLIGHTS = 5
 MIN_HIGHLIGHT_WEIGHT = 0.1
+
+# The model loaded last, by folder, metadata and artifact hash. A process that builds several apps
+# from the same bytes (the test suite builds hundreds) unpickles them once; the hash is still checked
+# on every load. One entry only: a hot reload replaces it, so no retired version is kept alive.
+_last_loaded: tuple[tuple[str, str, str], LoadedModel] | None = None
+_last_loaded_lock = threading.Lock()
 
 
 class ModelError(Exception):
@@ -152,12 +159,15 @@ def load_model(model_dir: str | Path) -> LoadedModel:
     """
     model_dir = Path(model_dir)
     pointer = model_dir / "CURRENT"
+    version = None
     if pointer.is_file():
         version = pointer.read_text(encoding="utf-8").strip()
         if not version or "/" in version or version.startswith("."):
             raise ModelError(f"{pointer} names no valid version")
         model_dir = model_dir / "versions" / version
     metadata = read_metadata(model_dir)
+    if version is not None and metadata["version"] != version:
+        raise ModelError(f"{pointer} names {version} but its metadata says {metadata['version']}")
     artifact_meta = metadata["artifact"]
     name = str(artifact_meta.get("file", ""))
     if not name or Path(name).name != name:
@@ -171,6 +181,22 @@ def load_model(model_dir: str | Path) -> LoadedModel:
             f"SHA-256 mismatch for {artifact_path}: metadata records "
             f"{artifact_meta.get('sha256')}, file has {actual}; refusing to load"
         )
+    key = (str(model_dir.resolve()), json.dumps(metadata, sort_keys=True), actual)
+    with _last_loaded_lock:
+        if _last_loaded is not None and _last_loaded[0] == key:
+            return _last_loaded[1]
+    model = _unpickle(model_dir, artifact_path, metadata)
+    _remember(key, model)
+    return model
+
+
+def _remember(key: tuple[str, str, str], model: LoadedModel) -> None:
+    global _last_loaded
+    with _last_loaded_lock:
+        _last_loaded = (key, model)
+
+
+def _unpickle(model_dir: Path, artifact_path: Path, metadata: dict[str, Any]) -> LoadedModel:
     recorded = metadata.get("sklearn_version")
     mismatch = None
     if recorded != sklearn.__version__:

@@ -104,6 +104,34 @@ def test_hash_mismatch_is_refused(tiny_model_dir, tmp_path):
     assert str(model_dir / "model.joblib") in str(info.value)
 
 
+def test_the_same_bytes_load_once_and_are_still_hash_checked(tiny_model_dir, tmp_path):
+    model_dir = _copy(tiny_model_dir, tmp_path)
+    first = load_model(model_dir)
+    assert load_model(model_dir) is first
+    other = _copy(tiny_model_dir, tmp_path / "other")
+    assert load_model(other) is not first  # another folder: its own model
+    assert load_model(model_dir) is not first  # only the last one is kept
+    with open(model_dir / "model.joblib", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelError, match="SHA-256 mismatch"):
+        load_model(model_dir)
+    (model_dir / "model.joblib").write_bytes((other / "model.joblib").read_bytes())
+    _edit_metadata(model_dir, decision_threshold=0.7)  # same artifact, other metadata: loaded anew
+    assert load_model(model_dir).decision_threshold == 0.7
+
+
+def test_current_must_name_the_version_its_folder_holds(tiny_model_dir, tmp_path):
+    version = json.loads((tiny_model_dir / "metadata.json").read_text())["version"]
+    root = tmp_path / "root"
+    shutil.copytree(tiny_model_dir, root / "versions" / "2020.01.01-abcdef0")
+    (root / "CURRENT").write_text("2020.01.01-abcdef0\n")
+    with pytest.raises(ModelError, match=f"names 2020.01.01-abcdef0 but its metadata says {version}"):
+        load_model(root)
+    (root / "versions" / "2020.01.01-abcdef0").rename(root / "versions" / version)
+    (root / "CURRENT").write_text(version + "\n")
+    assert load_model(root).version == version
+
+
 def test_sklearn_version_mismatch_is_reported(tiny_model_dir, tmp_path):
     model_dir = _copy(tiny_model_dir, tmp_path)
     _edit_metadata(model_dir, sklearn_version="0.24.2")
