@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,16 +16,15 @@ from moderation.ml.registry import adopt_plain_folder, history, read_pointer
 from moderation.services import articles, queue
 from moderation.services.comments import NewComment, submit_comment
 from moderation.services.retraining import in_holdout, retrain
-from tests.conftest import FRIENDLY, TOXIC, TOXIC_CATEGORIES
+from tests.conftest import FRIENDLY, TOXIC
 from tests.german_corpus import friendly, toxic
 
 
 @pytest.fixture
-def model_root(tmp_path: Path) -> Path:
-    """A model root whose first version is the tiny model (trained on a dozen strings)."""
+def model_root(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A model root whose first version is (a copy of) the tiny model, trained on a dozen strings."""
     root = tmp_path / "models"
-    train_and_save(FRIENDLY + TOXIC, [0] * len(FRIENDLY) + [1] * len(TOXIC), root,
-                   categories=[None] * len(FRIENDLY) + TOXIC_CATEGORIES, seed=0)
+    shutil.copytree(tiny_model_dir, root)
     adopt_plain_folder(root)
     return root
 
