@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from moderation.config import PREFIX, ConfigError
 from moderation.metrics import MODEL, SCORING
 from moderation.ml import LoadedModel, ModelError, Score, load_model
-from moderation.ml.registry import read_pointer, serving_dir
+from moderation.ml.registry import load_version, read_pointer
 from moderation.services.routing import Thresholds
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ModelHolder:
         self.root, self.config = root, dict(config)
         self.interval = float(config.get("MODEL_RELOAD_SECONDS", 2))
         self.pointer = read_pointer(root)
-        model = load_model(serving_dir(root))
+        model = load_version(root, self.pointer) if self.pointer else load_model(root)
         self.serving = Serving(TimedModel(model), settle_thresholds(model, config))
         self.error: str | None = None
         self._failed_pointer: str | None = None
@@ -109,9 +109,7 @@ class ModelHolder:
 
     def _load(self, pointer: str, locked: bool = False) -> None:
         try:
-            model = load_model(serving_dir(self.root))
-            if model.version != pointer:
-                raise ModelError(f"CURRENT names {pointer} but its metadata says {model.version}")
+            model = load_version(self.root, pointer)
             serving = Serving(TimedModel(model), settle_thresholds(model, self.config))
         except (ModelError, ConfigError) as exc:
             self.error, self._failed_pointer = f"refused model {pointer}: {exc}", pointer

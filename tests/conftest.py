@@ -18,7 +18,7 @@ from moderation.api import listing_cache
 from moderation.db import Base, make_engine
 from moderation.extensions import db
 from moderation.migrations import alembic_config
-from moderation.ml import train_and_save
+from moderation.ml import load_model, train_and_save
 from moderation.services.keys import create_key
 from moderation.services.wordlists import forget_cached_lists
 
@@ -57,6 +57,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         categories=[None] * len(FRIENDLY) + TOXIC_CATEGORIES, seed=0,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_held(tiny_model_dir: Path):
+    """The tiny model, loaded once and held for the session: every app on its folder then shares it
+    (`load_model` returns a model that is still alive) instead of unpickling it again per test."""
+    return load_model(tiny_model_dir)
 
 
 @contextmanager
@@ -108,7 +115,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def app_config(database_url: str, tiny_model_dir: Path) -> dict:
+def app_config(database_url: str, tiny_model_dir: Path, tiny_model_held) -> dict:
     return {
         "DATABASE_URL": database_url,
         "MODEL_DIR": str(tiny_model_dir),

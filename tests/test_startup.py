@@ -33,6 +33,14 @@ def test_hash_mismatch_refuses_to_start(tmp_path, tiny_model_dir):
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "MODEL_DIR": str(broken)})
 
 
+def test_a_misnamed_serving_version_refuses_to_start(tmp_path, tiny_model_dir):
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "versions" / "2020.01.01-abcdef0")
+    (root / "CURRENT").write_text("2020.01.01-abcdef0\n")
+    with pytest.raises(ModelError, match="should hold version 2020.01.01-abcdef0 but its metadata says"):
+        create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "MODEL_DIR": str(root)})
+
+
 def test_production_needs_secret_and_database(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("MODERATION_ENV", "production")
     monkeypatch.setenv("MODERATION_MODEL_DIR", str(tiny_model_dir))

@@ -26,7 +26,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import accumulate
 
 import numpy as np
@@ -74,6 +74,38 @@ def char_wb_grams(word: str, min_n: int, max_n: int) -> list[str]:
             break
         grams += [padded[i:i + n] for i in range(size - n + 1)]
     return grams
+
+
+def _analyse_word(blocks: list[_Block], word: str) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
+    """Return the ids of the word's own features and, per phrase block, its tokens.
+
+    A word's own features are its char n-grams and its single tokens; word n-grams of
+    two or more tokens may reach into the next word and are looked up per text.
+    """
+    ids: list[int] = []
+    tokens = []
+    for block in blocks:
+        get = block.vocabulary.get
+        min_n, max_n = block.ngram_range
+        if block.analyzer == "word":
+            toks = block.token_re.findall(word)
+            if max_n > 1:
+                tokens.append(tuple(toks))
+            found = [feature for feature in map(get, toks) if feature is not None] if min_n == 1 else []
+        else:
+            padded = f" {word} "
+            size = len(padded)
+            if size > max_n:  # every length fits: sklearn's windows, without a list per length
+                found = [feature for n in range(min_n, max_n + 1) for i in range(size - n + 1)
+                         if (feature := get(padded[i:i + n])) is not None]
+            else:
+                found = [feature for feature in map(get, char_wb_grams(word, min_n, max_n))
+                         if feature is not None]
+        if block.offset and found:
+            found = [feature + block.offset for feature in found]
+        ids += found
+    # Shared by every text that contains the word: read, never written to.
+    return (np.array(ids, dtype=np.intp) if ids else _NO_IDS), tuple(tokens)
 
 
 class FastScorer:
@@ -187,39 +219,9 @@ class FastScorer:
         self._scratch = threading.local()
         if word_cache_size is None:
             word_cache_size = WORD_CACHE_SIZE
-        self._analyse = lru_cache(maxsize=word_cache_size)(self._analyse_word)
-
-    def _analyse_word(self, word: str) -> tuple[np.ndarray, tuple[tuple[str, ...], ...]]:
-        """Return the ids of the word's own features and, per phrase block, its tokens.
-
-        A word's own features are its char n-grams and its single tokens; word n-grams of
-        two or more tokens may reach into the next word and are looked up per text.
-        """
-        ids: list[int] = []
-        tokens = []
-        for block in self.blocks:
-            get = block.vocabulary.get
-            min_n, max_n = block.ngram_range
-            if block.analyzer == "word":
-                toks = block.token_re.findall(word)
-                if max_n > 1:
-                    tokens.append(tuple(toks))
-                found = [feature for feature in map(get, toks) if feature is not None] if min_n == 1 else []
-            else:
-                padded = f" {word} "
-                size = len(padded)
-                if size > max_n:  # every length fits: sklearn's windows, without a list per length
-                    found = [feature for n in range(min_n, max_n + 1) for i in range(size - n + 1)
-                             if (feature := get(padded[i:i + n])) is not None]
-                else:
-                    found = [feature for feature in map(get, char_wb_grams(word, min_n, max_n))
-                             if feature is not None]
-            if block.offset and found:
-                found = [feature + block.offset for feature in found]
-            ids += found
-        # Shared by every text that contains the word: read, never written to.
-        return (np.array(ids, dtype=np.intp) if ids else _NO_IDS), tuple(tokens)
-
+        # Over the blocks, not a bound method: the scorer then holds no reference to itself and is
+        # freed as soon as its model is dropped (gunicorn workers freeze the cyclic collector).
+        self._analyse = lru_cache(maxsize=word_cache_size)(partial(_analyse_word, self.blocks))
     def _phrases(self, analysed, ids: list[int], spread: list[tuple[int, list[int], list[int]]] | None):
         """Append the ids of word n-grams of two or more tokens; note who shares each."""
         for slot, block in enumerate(self._phrase_blocks):

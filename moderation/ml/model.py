@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,19 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from moderation.ml import fastpath
 from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
 
 ARTIFACT_FORMAT = 1
 MAX_HIGHLIGHTS = 5
 MIN_HIGHLIGHT_WEIGHT = 0.1
 
-# The model loaded last, by folder, metadata and artifact hash. A process that builds several apps
-# from the same bytes (the test suite builds hundreds) unpickles them once; the hash is still checked
-# on every load. One entry only: a hot reload replaces it, so no retired version is kept alive.
-_last_loaded: tuple[tuple[str, str, str], LoadedModel] | None = None
-_last_loaded_lock = threading.Lock()
+# Models that are alive somewhere in this process, by folder, metadata, artifact hash and word-cache
+# size: loading the same bytes again while one is held (a second app in the process, the test suite's
+# many apps) returns it instead of unpickling them once more. The hash is still checked on every load.
+# Weak references: this never keeps a model alive, so a retired or refused version is freed as before.
+_alive: weakref.WeakValueDictionary[tuple, LoadedModel] = weakref.WeakValueDictionary()
+_alive_lock = threading.Lock()
 
 
 class ModelError(Exception):
@@ -152,22 +155,24 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     return metadata
 
 
-def load_model(model_dir: str | Path) -> LoadedModel:
+def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> LoadedModel:
     """Load a model folder, refusing an artifact whose SHA-256 differs from the recorded one.
 
-    A model root with versions (see `moderation.ml.registry`) loads its serving version.
+    A model root with versions (see `moderation.ml.registry`) loads its serving version, and refuses
+    a version folder whose metadata names another version (as it does with `expect_version`). The
+    model returned may be shared with other holders in this process: treat it as read-only.
     """
     model_dir = Path(model_dir)
     pointer = model_dir / "CURRENT"
-    version = None
     if pointer.is_file():
         version = pointer.read_text(encoding="utf-8").strip()
         if not version or "/" in version or version.startswith("."):
             raise ModelError(f"{pointer} names no valid version")
-        model_dir = model_dir / "versions" / version
+        model_dir, expect_version = model_dir / "versions" / version, version
     metadata = read_metadata(model_dir)
-    if version is not None and metadata["version"] != version:
-        raise ModelError(f"{pointer} names {version} but its metadata says {metadata['version']}")
+    if expect_version is not None and metadata["version"] != expect_version:
+        raise ModelError(f"{model_dir} should hold version {expect_version} but its metadata says "
+                         f"{metadata['version']}")
     artifact_meta = metadata["artifact"]
     name = str(artifact_meta.get("file", ""))
     if not name or Path(name).name != name:
@@ -181,19 +186,14 @@ def load_model(model_dir: str | Path) -> LoadedModel:
             f"SHA-256 mismatch for {artifact_path}: metadata records "
             f"{artifact_meta.get('sha256')}, file has {actual}; refusing to load"
         )
-    key = (str(model_dir.resolve()), json.dumps(metadata, sort_keys=True), actual)
-    with _last_loaded_lock:
-        if _last_loaded is not None and _last_loaded[0] == key:
-            return _last_loaded[1]
-    model = _unpickle(model_dir, artifact_path, metadata)
-    _remember(key, model)
+    key = (str(model_dir.resolve()), json.dumps(metadata, sort_keys=True), actual, fastpath.WORD_CACHE_SIZE)
+    with _alive_lock:
+        model = _alive.get(key)
+    if model is None:
+        model = _unpickle(model_dir, artifact_path, metadata)
+        with _alive_lock:
+            _alive[key] = model
     return model
-
-
-def _remember(key: tuple[str, str, str], model: LoadedModel) -> None:
-    global _last_loaded
-    with _last_loaded_lock:
-        _last_loaded = (key, model)
 
 
 def _unpickle(model_dir: Path, artifact_path: Path, metadata: dict[str, Any]) -> LoadedModel:

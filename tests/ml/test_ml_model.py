@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
+import weakref
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import sklearn
 
 from moderation.ml import Highlight, ModelError, Score, load_model, train_and_save
 from moderation.ml.model import file_sha256
+from moderation.ml.registry import load_serving, load_version, promote
 
 from .conftest import OBFUSCATED, TINY, random_texts
 
@@ -104,32 +107,52 @@ def test_hash_mismatch_is_refused(tiny_model_dir, tmp_path):
     assert str(model_dir / "model.joblib") in str(info.value)
 
 
-def test_the_same_bytes_load_once_and_are_still_hash_checked(tiny_model_dir, tmp_path):
+def test_the_same_bytes_load_once_while_held_and_are_still_hash_checked(tiny_model_dir, tmp_path):
     model_dir = _copy(tiny_model_dir, tmp_path)
     first = load_model(model_dir)
     assert load_model(model_dir) is first
-    other = _copy(tiny_model_dir, tmp_path / "other")
-    assert load_model(other) is not first  # another folder: its own model
-    assert load_model(model_dir) is not first  # only the last one is kept
+    assert load_model(_copy(tiny_model_dir, tmp_path / "other")) is not first  # another folder: its own
     with open(model_dir / "model.joblib", "ab") as handle:
         handle.write(b"tampered")
     with pytest.raises(ModelError, match="SHA-256 mismatch"):
         load_model(model_dir)
-    (model_dir / "model.joblib").write_bytes((other / "model.joblib").read_bytes())
-    _edit_metadata(model_dir, decision_threshold=0.7)  # same artifact, other metadata: loaded anew
+    (model_dir / "model.joblib").write_bytes((tiny_model_dir / "model.joblib").read_bytes())
+    _edit_metadata(model_dir, decision_threshold=0.7)  # the same artifact with other metadata: loaded anew
     assert load_model(model_dir).decision_threshold == 0.7
 
 
-def test_current_must_name_the_version_its_folder_holds(tiny_model_dir, tmp_path):
+def test_a_dropped_model_is_freed_at_once_and_loaded_anew(tiny_model_dir, tmp_path):
+    """Nothing keeps a model alive but its holders, and it holds no cycle: gunicorn workers freeze the
+    cyclic collector, so a hot-reloaded-away version must go by reference counting alone."""
+    model_dir = _copy(tiny_model_dir, tmp_path)
+    model = load_model(model_dir)
+    model.score("Du bist ein Idiot")  # fills the word cache
+    gone = [weakref.ref(model), weakref.ref(model._fast), weakref.ref(model.pipeline)]
+    gc.disable()
+    try:
+        del model
+        assert [ref() for ref in gone] == [None, None, None]
+        again = load_model(model_dir)
+        assert again.score("Du bist ein Idiot").toxicity > 0.5
+    finally:
+        gc.enable()
+
+
+def test_a_version_folder_must_hold_the_version_it_is_named_after(tiny_model_dir, tmp_path):
     version = json.loads((tiny_model_dir / "metadata.json").read_text())["version"]
     root = tmp_path / "root"
     shutil.copytree(tiny_model_dir, root / "versions" / "2020.01.01-abcdef0")
     (root / "CURRENT").write_text("2020.01.01-abcdef0\n")
-    with pytest.raises(ModelError, match=f"names 2020.01.01-abcdef0 but its metadata says {version}"):
-        load_model(root)
+    message = f"should hold version 2020.01.01-abcdef0 but its metadata says {version}"
+    for load in (load_model, load_serving, lambda r: load_version(r, "2020.01.01-abcdef0")):
+        with pytest.raises(ModelError, match=message):
+            load(root)
+    with pytest.raises(ModelError, match=message):
+        promote(root, "2020.01.01-abcdef0", reason="test")
+    assert not (root / "HISTORY.jsonl").exists()
     (root / "versions" / "2020.01.01-abcdef0").rename(root / "versions" / version)
-    (root / "CURRENT").write_text(version + "\n")
-    assert load_model(root).version == version
+    promote(root, version, reason="test")
+    assert load_model(root).version == load_serving(root).version == version
 
 
 def test_sklearn_version_mismatch_is_reported(tiny_model_dir, tmp_path):
