@@ -20,8 +20,8 @@ from flask import Flask, current_app
 
 from moderation.config import PREFIX, ConfigError
 from moderation.metrics import MODEL, SCORING
-from moderation.ml import LoadedModel, ModelError, Score, load_model
-from moderation.ml.registry import load_version, read_pointer
+from moderation.ml import LoadedModel, ModelError, Score
+from moderation.ml.registry import load_serving, load_version, read_pointer
 from moderation.services.routing import Thresholds
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ModelHolder:
         self.root, self.config = root, dict(config)
         self.interval = float(config.get("MODEL_RELOAD_SECONDS", 2))
         self.pointer = read_pointer(root)
-        model = load_version(root, self.pointer) if self.pointer else load_model(root)
+        model = load_serving(root)
         self.serving = Serving(TimedModel(model), settle_thresholds(model, config))
         self.error: str | None = None
         self._failed_pointer: str | None = None

@@ -222,6 +222,7 @@ class FastScorer:
         # Over the blocks, not a bound method: the scorer then holds no reference to itself and is
         # freed as soon as its model is dropped (gunicorn workers freeze the cyclic collector).
         self._analyse = lru_cache(maxsize=word_cache_size)(partial(_analyse_word, self.blocks))
+
     def _phrases(self, analysed, ids: list[int], spread: list[tuple[int, list[int], list[int]]] | None):
         """Append the ids of word n-grams of two or more tokens; note who shares each."""
         for slot, block in enumerate(self._phrase_blocks):
