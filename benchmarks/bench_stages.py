@@ -1,0 +1,83 @@
+"""Print what each stage of the fast path costs inside the scoring sequence and on its own.
+
+    .venv/bin/python benchmarks/bench_stages.py [--model DIR] [GERMEVAL2018_TSV GERMEVAL2021_CSV]
+
+`LoadedModel.score` runs these stages one after the other for each comment. Here they run in the
+same order on the timing benchmark's 2,000 comments, each timed by itself (medians per comment, warm
+word cache: the comments are scored once before). Then each stage runs alone over all the comments,
+one loop per stage. A stage that costs much more in the sequence than alone waits on memory that the
+other stages pushed out of the processor's caches: the figures show how much of the fast path's time
+is that. The encoder's `encode` segments the comment itself, so its line includes segmentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_scoring import DEFAULT_FILES, sample_texts  # noqa: E402  (this folder is sys.path[0])
+
+from moderation.ml import load_model  # noqa: E402
+from moderation.ml.data import read_datasets  # noqa: E402
+from moderation.ml.model import _highlights  # noqa: E402
+from moderation.ml.normalize import normalize_with_offsets  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stages and print their medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="*", default=[str(p) for p in DEFAULT_FILES])
+    parser.add_argument("--model", default=str(ROOT / "model"), help="model folder or root (default: the shipped one)")
+    args = parser.parse_args(argv)
+    texts = [text for text in sample_texts(read_datasets(args.data).texts) if text.strip()]
+    model = load_model(args.model)
+    fast = model._fast
+    if fast._encoder is None:
+        parser.error("the model has no encoder features")
+    encoder = fast._encoder[0]
+    reference = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1e3
+    print(f"machine reference: sum(range(10**6)) takes {reference:.1f} ms; model {model.version}; "
+          f"{len(texts)} comments")
+    for text in texts:
+        model.score(text)
+    normalized = {text: normalize_with_offsets(text, fast._unmask) for text in texts}
+    explained = {text: fast.explain(text) for text in texts}
+    stages = {
+        "normalise, with offsets": lambda text: normalize_with_offsets(text, fast._unmask),
+        "n-grams: logit and word weights": lambda text: fast.score_normalized(normalized[text][0], explain=True),
+        "style counts": fast.style_logit,
+        "encoder: segmentation alone": encoder.segmenter.rows,
+        "encoder: encode (segments again)": encoder.encode,
+        "highlights from word weights": lambda text: _highlights(text, explained[text][2]),
+    }
+    in_sequence: dict[str, list[float]] = {name: [] for name in stages}
+    total = []
+    for text in texts:
+        began = time.perf_counter()
+        for name, stage in stages.items():
+            start = time.perf_counter()
+            stage(text)
+            in_sequence[name].append(time.perf_counter() - start)
+        total.append(time.perf_counter() - began)
+    print(f"{'stage':34s} {'in sequence':>12s} {'alone':>10s}   (median per comment)")
+    for name, stage in stages.items():
+        alone = []
+        for text in texts:
+            start = time.perf_counter()
+            stage(text)
+            alone.append(time.perf_counter() - start)
+        sequenced = statistics.median(in_sequence[name]) * 1e6
+        print(f"{name:34s} {sequenced:9.1f} µs {statistics.median(alone) * 1e6:7.1f} µs")
+    print(f"{'all of them, in sequence':34s} {statistics.median(total) * 1e6:9.1f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
