@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                            _latencies(lambda t: model.pipeline.predict_proba([t]), texts))
         print(f"  speed-up vs predict_proba: {slow / fast:.1f}x with highlights, "
               f"{slow / plain:.1f}x without")
-        # The first pass meets most words for the first time; a server that has run for a while has
+        # The first pass meets many words for the first time; a server that has run for a while has
         # the frequent ones in its word cache. The same comments once more show that end of the range.
         _summary("fast path, with highlights, 2nd pass", _latencies(model.score, texts))
         # Between the two: a scorer with an empty word cache that first scores every other row of the
