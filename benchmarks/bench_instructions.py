@@ -15,8 +15,9 @@ with highlights, `score` without, `pipeline.predict_proba([text])`, in the order
 `bench_scoring.py`), calling `os.getppid()` between the loops. Each call makes callgrind write the
 counts since the previous one, so each loop is counted on its own. The figures are means per comment
 (the timing benchmark prints medians). The comments scored are the 201st to the (200+N)-th of the
-timing benchmark's sample: the start of its first pass, where a third of the words are new to the word cache,
-so the count with highlights is on the high side; the loops after it find those words cached. Needs
+timing benchmark's sample: the first comments of its first pass that the warm-up has not seen, where a
+third of the word look-ups miss the word cache, so the count with highlights is on the high side; the
+loops after it find those words cached. Needs
 valgrind (Debian's package); under it the child runs about 50 times slower, so this takes four to ten
 minutes (3m55s on 2026-12-02), most of it loading the model.
 """

@@ -14,8 +14,8 @@ A comment's features (`PieceEncoder.encode`) are then: split it into pieces with
 SentencePiece model trimmed to the kept pieces (the C++ `sentencepiece` package; characters no kept
 piece covers are left out, so a Cyrillic word leaves only its word-start mark), sum their
 rows, and push the sum through the encoder's own output network (two small dense layers and a
-residual one: 0.77 M weights, of which a comment needs about 0.42 M, since the two layers after a
-ReLU skip the units it zeroed). The result is a 512-dimensional unit vector that the
+residual one: 0.77 M weights, of which a comment needs about 0.42 M, since the second and the last
+layer skip the rows of units a ReLU zeroed). The result is a 512-dimensional unit vector that the
 classifier weighs like any other feature block.
 
 Grouped CV, both GermEval files, 2021 rows at 0.5 (benchmarks/cv_germeval.py): see the README.
@@ -116,9 +116,9 @@ class PieceEncoder:
         """The 512-dimensional unit vector of one raw comment (float32).
 
         The encoder's pooling divides the pieces' sum (start and end markers included) by the
-        square root of their number. Written out for speed: few temporary arrays, and the two
-        layers that follow a ReLU read only the weight rows of its positive outputs (about one in
-        twenty), so a comment reads 1.7 of the network's 3.1 MB of weights instead of all of them.
+        square root of their number. Written out for speed: few temporary arrays, and `d1` and
+        `d3` read only the weight rows of the units their ReLU left positive (3-4% of them), so a
+        comment reads 1.7 of the network's 3.1 MB of weights instead of all of them.
         """
         rows = self.segmenter.rows(text)
         root = math.sqrt(rows.size + 2)

