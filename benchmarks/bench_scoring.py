@@ -52,7 +52,7 @@ def sample_texts(texts: list[str]) -> list[str]:
     return texts[::step][:SAMPLE]
 
 
-def _latencies(fn, texts: list[str]) -> list[float]:
+def latencies(fn, texts: list[str]) -> list[float]:
     out = []
     for text in texts:
         start = time.perf_counter()
@@ -69,10 +69,19 @@ def _summary(name: str, seconds: list[float]) -> tuple[float, float]:
     return median, p99
 
 
-def _missed(before, after) -> float:
-    """The share of word look-ups that missed the fast path's word cache between two cache_info()s."""
+def machine_reference_ms() -> float:
+    """What `sum(range(10**6))` takes today, in ms: the machine's speed for plain Python loops."""
+    return min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1e3
+
+
+def _scoring_pass(name: str, model, texts: list[str]) -> tuple[float, float]:
+    """Print the latencies of `model.score` over the texts; return the median and the share of word
+    look-ups that missed the fast path's word cache meanwhile."""
+    before = model._fast._analyse.cache_info()
+    median, _ = _summary(name, latencies(model.score, texts))
+    after = model._fast._analyse.cache_info()
     misses = after.misses - before.misses
-    return misses / max(1, misses + after.hits - before.hits)
+    return median, misses / max(1, misses + after.hits - before.hits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     data = read_datasets(args.data)
     # The machine's speed on the day: this shared machine has run the same code 2-4x slower on some
     # days than on others. `bench_instructions.py` counts what does not depend on it.
-    reference = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1e3
+    reference = machine_reference_ms()
     print(f"machine reference: sum(range(10**6)) takes {reference:.1f} ms "
           f"(python -m timeit \"sum(range(10**6))\")")
     print(f"data: {', '.join(s['path'] for s in data.sources)} ({len(data.texts)} rows)")
@@ -112,20 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         for text in texts[:200]:  # warm caches
             model.score(text)
             model.pipeline.predict_proba([text])
-        before = model._fast._analyse.cache_info()
-        fast, _ = _summary("fast path, with highlights", _latencies(model.score, texts))
-        first_missed = _missed(before, model._fast._analyse.cache_info())
+        fast, first_missed = _scoring_pass("fast path, with highlights", model, texts)
         plain, _ = _summary("fast path, no highlights",
-                            _latencies(lambda t: model.score(t, explain=False), texts))
+                            latencies(lambda t: model.score(t, explain=False), texts))
         slow, _ = _summary("pipeline.predict_proba([text])",
-                           _latencies(lambda t: model.pipeline.predict_proba([t]), texts))
+                           latencies(lambda t: model.pipeline.predict_proba([t]), texts))
         print(f"  speed-up vs predict_proba: {slow / fast:.1f}x with highlights, "
               f"{slow / plain:.1f}x without")
         # The first pass meets many words for the first time; a server that has run for a while has
         # the frequent ones in its word cache. The same comments once more show that end of the range.
-        before = model._fast._analyse.cache_info()
-        _summary("fast path, with highlights, 2nd pass", _latencies(model.score, texts))
-        second_missed = _missed(before, model._fast._analyse.cache_info())
+        _, second_missed = _scoring_pass("fast path, with highlights, 2nd pass", model, texts)
         # Between the two: a scorer with an empty word cache that first scores every other row of the
         # data, as a server that has been running, then the sample once. Its rare words are new to it.
         steady = copy.copy(model)
@@ -134,12 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         others = [text for text in data.texts if text not in chosen]
         for text in others:
             steady.score(text)
-        before = steady._fast._analyse.cache_info()
-        _summary(f"fast path, with highlights, after {len(others):,} others",
-                 _latencies(steady.score, texts))
+        _, steady_missed = _scoring_pass(f"fast path, with highlights, after {len(others):,} others", steady, texts)
         print(f"  word look-ups that missed the word cache (new or evicted words): {first_missed:.0%} on the "
-              f"first pass, {second_missed:.0%} on the 2nd, "
-              f"{_missed(before, steady._fast._analyse.cache_info()):.0%} after the others")
+              f"first pass, {second_missed:.0%} on the 2nd, {steady_missed:.0%} after the others")
 
         start = time.perf_counter()
         model.score_many(texts, explain=False)

@@ -19,13 +19,12 @@ import argparse
 import statistics
 import sys
 import time
-import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_scoring import DEFAULT_FILES, sample_texts  # noqa: E402  (this folder is sys.path[0])
+from bench_scoring import DEFAULT_FILES, latencies, machine_reference_ms, sample_texts  # noqa: E402  (this folder is sys.path[0])
 
 from moderation.ml import load_model  # noqa: E402
 from moderation.ml.data import read_datasets  # noqa: E402
@@ -45,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if fast._encoder is None:
         parser.error("the model has no encoder features")
     encoder = fast._encoder[0]
-    reference = min(timeit.repeat("sum(range(10**6))", number=10, repeat=5)) / 10 * 1e3
-    print(f"machine reference: sum(range(10**6)) takes {reference:.1f} ms; model {model.version}; "
+    print(f"machine reference: sum(range(10**6)) takes {machine_reference_ms():.1f} ms; model {model.version}; "
           f"{len(texts)} comments")
     for text in texts:
         model.score(text)
@@ -70,29 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         total.append(time.perf_counter() - began)
     print(f"{'stage':34s} {'in sequence':>12s} {'alone':>10s}   (median per comment)")
     alone_sum = 0.0
-    rows = [(name, stage) for name, stage in stages.items()]
-    rows.insert(list(stages).index("encoder: encode (segments too)") + 1,
-                ("  of which segmentation", encoder.segmenter.rows))
-    for name, stage in rows:
-        alone = []
-        for text in texts:
-            start = time.perf_counter()
-            stage(text)
-            alone.append(time.perf_counter() - start)
-        median = statistics.median(alone) * 1e6
-        if name in stages:
-            alone_sum += median
-            print(f"{name:34s} {statistics.median(in_sequence[name]) * 1e6:9.1f} µs {median:7.1f} µs")
-        else:
-            print(f"{name:34s} {'':>12s} {median:7.1f} µs")
+    for name, stage in stages.items():
+        alone = statistics.median(latencies(stage, texts)) * 1e6
+        alone_sum += alone
+        print(f"{name:34s} {statistics.median(in_sequence[name]) * 1e6:9.1f} µs {alone:7.1f} µs")
+        if stage == encoder.encode:  # segmentation is part of it; `score` never runs it on its own
+            segmenting = statistics.median(latencies(encoder.segmenter.rows, texts)) * 1e6
+            print(f"{'  of which segmentation':34s} {'':>12s} {segmenting:7.1f} µs")
     print(f"{'the stages, in sequence / alone':34s} {statistics.median(total) * 1e6:9.1f} µs {alone_sum:7.1f} µs"
           "   (median of the sums / sum of the medians)")
-    scored = []
-    for text in texts:
-        start = time.perf_counter()
-        model.score(text)
-        scored.append(time.perf_counter() - start)
-    print(f"{'score itself':34s} {statistics.median(scored) * 1e6:9.1f} µs")
+    print(f"{'score itself':34s} {statistics.median(latencies(model.score, texts)) * 1e6:9.1f} µs")
     return 0
 
 
