@@ -1,7 +1,7 @@
 """Toxicity classifier: normalisation, training, the model folder and fast scoring.
 
 A model folder holds `model.joblib` (a dict with the fitted sklearn Pipeline
-TextNormalizer -> FeatureUnion(word 1-2, char_wb 2-5 tf-idf) -> NBScaler -> LogisticRegression
+TextNormalizer -> FeatureUnion(word 1-2, char_wb 3-5 tf-idf) -> NBScaler -> LogisticRegression
 and the category head, a multinomial LogisticRegression on the same features) and
 `metadata.json` (version, library versions, training files with hashes, cross-validated
 metrics, decision and routing thresholds). `load_model` checks the artifact's SHA-256
