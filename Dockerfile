@@ -1,9 +1,12 @@
 # Slim, non-root image. Same steps as `make run`: install requirements.txt, then boot.sh
 # (migrate once, exec gunicorn). tests/test_packaging.py keeps the two in step.
+# It listens on 0.0.0.0, so it runs in production mode: it refuses to start until the operator passes
+# MODERATION_SECRET_KEY (32 bytes or more) and MODERATION_DATABASE_URL (`docker run -e ...`).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    MODERATION_ENV=production \
     BIND=0.0.0.0:8000
 
 WORKDIR /app

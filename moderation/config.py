@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,13 @@ PREFIX = "MODERATION_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "model"
-DEV_SECRET_KEY = "dev-only-not-secret"
+ENVIRONMENTS = ("development", "production")
+MIN_SECRET_BYTES = 32
+MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# Secrets that shipped with earlier versions or are typical placeholders: anyone who has read them can sign
+# cookies. Compared with case, spaces and -_. ignored, also repeated to reach the length ("secret" * 6).
+KNOWN_DEFAULT_SECRETS = ("devonlynotsecret", "changeme", "changethis", "replaceme", "secret", "secretkey",
+                         "password", "moderation", "kommentare")
 
 
 class ConfigError(Exception):
@@ -26,6 +34,12 @@ def _bool(raw: str) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _environment(raw: str) -> str:
+    if raw not in ENVIRONMENTS:
+        raise ValueError("expected one of " + ", ".join(ENVIRONMENTS))
+    return raw
 
 
 def _fraction(raw: str) -> float:
@@ -63,11 +77,22 @@ def default_database_url() -> str:
 
 # The README's configuration table is checked against this list by a test.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("ENV", str, "development", "`production` refuses to start without a secret key and a database URL."),
+    Setting("ENV", _environment, "development",
+            "`development` or `production` (anything else refuses to start). `production` refuses to start "
+            "without a database URL and a secret key of at least 32 bytes that is not a known default."),
     Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default `sqlite:///instance/moderation.db`. "
             "PostgreSQL: `postgresql+psycopg://user@host/db`."),
     Setting("MODEL_DIR", str, None, "Folder of the serving model (artifact + metadata.json); default `model/`."),
-    Setting("SECRET_KEY", str, None, "Signs session cookies; required in production."),
+    Setting("SECRET_KEY", str, None,
+            "Signs session cookies; required in production (32 bytes or more). Development makes a random one "
+            "per start, so a restart signs every moderator out."),
+    Setting("SESSION_HOURS", _positive_int, 10,
+            "A moderator's sign-in on the pages ends this many hours after it began, however active."),
+    Setting("SESSION_IDLE_MINUTES", _positive_int, 60,
+            "A moderator's sign-in ends after this many minutes without a page request."),
+    Setting("DEMO", _bool, False,
+            "`1` serves the demo article under /demo/ (articles whose id starts with `demo-` only); "
+            "refused in production: anyone can write comments there."),
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
@@ -122,15 +147,42 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return config
 
 
+def is_known_default_secret(secret: str) -> bool:
+    """Whether `secret` is (a repetition of) a published or placeholder value."""
+    squeezed = re.sub(r"[\s_.-]+", "", secret).lower()
+    return bool(squeezed) and any(squeezed == word * (len(squeezed) // len(word)) for word in KNOWN_DEFAULT_SECRETS)
+
+
+def _check_secret(secret: str | None, production: bool) -> None:
+    if secret and is_known_default_secret(secret):
+        raise ConfigError(f"{PREFIX}SECRET_KEY is a known default value that anyone can sign session cookies "
+                          f"with; make a new one with {MAKE_SECRET}")
+    if production and secret and len(secret.encode("utf-8", "surrogatepass")) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{PREFIX}SECRET_KEY is too short: production needs at least {MIN_SECRET_BYTES} bytes "
+                          f"(it has {len(secret.encode('utf-8', 'surrogatepass'))}); make one with {MAKE_SECRET}")
+
+
 def finalize(config: dict[str, Any]) -> None:
     """Fill derived defaults and refuse an unsafe production configuration."""
-    if config.get("ENV") == "production":
+    env = config.get("ENV")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"{PREFIX}ENV={env!r} is invalid: expected one of " + ", ".join(ENVIRONMENTS))
+    production = env == "production"
+    if production:
         missing = [PREFIX + key for key in ("SECRET_KEY", "DATABASE_URL") if not config.get(key)]
         if missing:
-            raise ConfigError("production needs " + " and ".join(missing) + " to be set")
+            raise ConfigError("production needs " + " and ".join(missing) + " to be set (MODERATION_ENV=production, "
+                              "as the Docker image runs: pass them with `docker run -e NAME=value`); "
+                              f"make a secret key with {MAKE_SECRET}")
+        if config.get("DEMO"):
+            raise ConfigError(f"{PREFIX}DEMO=1 is refused in production: anyone could write comments through the "
+                              "demo page")
+    _check_secret(config.get("SECRET_KEY"), production)
     config["DATABASE_URL"] = config.get("DATABASE_URL") or default_database_url()
     config["MODEL_DIR"] = str(config.get("MODEL_DIR") or DEFAULT_MODEL_DIR)
-    config["SECRET_KEY"] = config.get("SECRET_KEY") or DEV_SECRET_KEY
+    # No fixed fallback: whoever knows a shared key can sign cookies. gunicorn preloads the app in the
+    # master, so every worker inherits this one.
+    config["SECRET_KEY"] = config.get("SECRET_KEY") or secrets.token_urlsafe(48)
     approve, reject = config.get("APPROVE_THRESHOLD"), config.get("REJECT_THRESHOLD")
     if approve is not None and reject is not None and approve > reject:
         raise ConfigError(

