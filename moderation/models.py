@@ -1,4 +1,4 @@
-"""Tables: articles, comments, the moderation audit trail and API keys."""
+"""Tables: articles, comments, the moderation audit trail, API keys and the moderators' page sessions."""
 
 from __future__ import annotations
 
@@ -199,9 +199,13 @@ class WebhookDelivery(Base):
 
 
 class ApiKey(Base):
-    """A bearer token for one client; only the SHA-256 of the token is stored."""
+    """A bearer token for one client; only the SHA-256 of the token is stored.
+
+    The name is unique: decisions, claims and the audit trail record who acted by key name.
+    """
 
     __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("name", name="uq_api_keys_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -210,3 +214,19 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A moderator's sign-in on the pages: the cookie holds a random token, this row only its SHA-256.
+
+    Every page request looks it up, so logout, expiry and a revoked key end it on the server.
+    """
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_web_sessions_token_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -114,3 +114,44 @@ def test_a_revocation_elsewhere_applies_within_the_cache_time(app, client, auth,
     import time
     time.sleep(0.3)
     assert_error(client.get("/v1/comments/1", headers=auth["backend"]), 401, "unauthorized")
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("anna", "anna"),
+    ("anna", "  anna "),  # names are stripped before they are compared
+    ("test-moderator", "test-moderator"),
+])
+def test_keys_cli_refuses_a_duplicate_name(app, count_rows, cli_runner, tokens, first, second):
+    """Moderators are identified by key name in decisions, claims and the audit trail: names are unique."""
+    if first != "test-moderator":
+        assert cli_runner.invoke(cli, ["keys", "create", "--role", "moderator", "--name", first]).exit_code == 0
+    before = count_rows()
+    result = cli_runner.invoke(cli, ["keys", "create", "--role", "admin", "--name", second])
+    assert result.exit_code != 0
+    assert f"a key named {second.strip()!r} already exists" in result.output
+    assert result.stdout == ""  # no token printed
+    assert count_rows() == before
+
+
+def test_a_revoked_key_keeps_its_name(app, cli_runner, count_rows):
+    """The audit trail still names the revoked key; a new key for the same person needs another name."""
+    assert cli_runner.invoke(cli, ["keys", "create", "--role", "moderator", "--name", "bernd"]).exit_code == 0
+    assert cli_runner.invoke(cli, ["keys", "revoke", "bernd"]).exit_code == 0
+    before = count_rows()
+    again = cli_runner.invoke(cli, ["keys", "create", "--role", "moderator", "--name", "bernd"])
+    assert again.exit_code != 0 and "already exists" in again.output
+    assert count_rows() == before
+    assert cli_runner.invoke(cli, ["keys", "create", "--role", "moderator", "--name", "bernd-2"]).exit_code == 0
+
+
+def test_the_schema_refuses_duplicate_key_names(app):
+    from sqlalchemy.exc import IntegrityError
+
+    with app.app_context():
+        db.session.add(ApiKey(name="doppelt", role="moderator", token_hash="a" * 64, prefix="mk_a"))
+        db.session.commit()
+        db.session.add(ApiKey(name="doppelt", role="admin", token_hash="b" * 64, prefix="mk_b"))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+        assert db.session.scalars(select(ApiKey.role).where(ApiKey.name == "doppelt")).all() == ["moderator"]

@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
-from moderation.errors import InvalidInput, NotFound
+from moderation.errors import Conflict, InvalidInput, NotFound
 from moderation.models import ROLES, ApiKey
 
 TOKEN_PREFIX = "mk_"
@@ -53,10 +54,19 @@ def create_key(session: Session, *, role: str, name: str) -> tuple[ApiKey, str]:
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise InvalidInput("name must be 1 to 100 characters", fields={"name": ["Length must be 1..100."]})
+    # Decisions, claims and the audit trail name the moderator by key name: it must say who it was, also
+    # after a revocation, so a revoked key keeps its name too.
+    duplicate = Conflict(f"a key named {name!r} already exists; choose another name (key names identify "
+                         "moderators in decisions and the audit trail)", fields={"name": ["Already taken."]})
+    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise duplicate
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(name=name, role=role, token_hash=hash_token(token), prefix=token[:10])
     session.add(key)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # created by someone else between the check and here
+        raise duplicate from None
     return key, token
 
 
@@ -66,7 +76,7 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 
 def revoke_key(session: Session, ident: str) -> ApiKey:
-    """Revoke the key with this id or name."""
+    """Revoke the key with this id or name; its sessions on the moderator pages end at their next request."""
     condition = ApiKey.name == ident
     if ident.isdigit():
         condition = or_(condition, ApiKey.id == int(ident))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 
 from moderation.db import utcnow
 from moderation.extensions import classifier, db
-from moderation.services import audit
+from moderation.services import audit, web_sessions
 from moderation.services import queue as queue_service
 from moderation.text import ARTICLE_ID
 from moderation.web import present, security
@@ -23,6 +23,11 @@ PUBLIC_ENDPOINTS = {"moderator_pages.login", "moderator_pages.static", "moderato
 QUEUE_LABELS = {"pending": "Wartend", "reported": "Gemeldet"}
 SORT_LABELS = {"toxicity": "Riskanteste zuerst", "oldest": "Älteste zuerst"}
 DECISION_MESSAGES = {"approve": "Kommentar {id} freigegeben.", "reject": "Kommentar {id} abgelehnt."}
+SESSION_ENDED_MESSAGES = {
+    web_sessions.KEY_INVALID: "Ihre Sitzung wurde beendet: Der Schlüssel ist nicht mehr gültig.",
+    web_sessions.EXPIRED: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    web_sessions.UNKNOWN: "Ihre Sitzung wurde beendet. Bitte melden Sie sich erneut an.",
+}
 
 
 @bp.before_request
@@ -30,15 +35,14 @@ def require_moderator() -> Any:
     """Let only a signed-in moderator with a still-active key past; everyone else goes to the sign-in."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    had_session = "key_id" in session
-    key = security.signed_in_key()
-    if key is None:
+    resumed = security.resume_session()
+    if resumed.key is None:
         if security.is_fetch():
             abort(401)
-        if had_session:
-            flash("Ihre Sitzung wurde beendet: Der Schlüssel ist nicht mehr gültig.", "error")
+        if resumed.ended:
+            flash(SESSION_ENDED_MESSAGES[resumed.ended], "error")
         return redirect(url_for("moderator_pages.login", next=request.full_path.rstrip("?")))
-    g.moderator = key
+    g.moderator = resumed.key
     return None
 
 
@@ -81,7 +85,7 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    """Sign out."""
+    """Sign out: end the session on the server, so that no copy of the cookie works any more."""
     security.sign_out()
     flash("Sie wurden abgemeldet.", "info")
     return redirect(url_for("moderator_pages.login"))

@@ -5,22 +5,26 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, g, jsonify, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, jsonify, render_template, request, session, url_for
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
-from moderation.db import database_unavailable
+from moderation.db import database_unavailable, utcnow
 from moderation.errors import ArticleClosed, Conflict, DuplicateComment, ModerationError
 from moderation.extensions import db
 from moderation.models import ApiKey
+from moderation.services import web_sessions
 from moderation.services.keys import Principal, authenticate
 
 log = logging.getLogger(__name__)
 
 MODERATOR_ROLES = ("moderator", "admin")
 CSRF_FIELD, CSRF_HEADER = "csrf_token", "X-CSRF-Token"
+# The cookie's only sign of a sign-in: a random token the server looks up (services/web_sessions.py).
+SESSION_TOKEN = "sid"
 # Scripts send this header with fetch(); their errors come back as JSON with a German message.
 FETCH_HEADER = "X-Requested-With"
 
@@ -71,29 +75,46 @@ def check_csrf() -> None:
         raise CsrfError()
 
 
+def session_limits() -> web_sessions.SessionLimits:
+    """Return the configured lifetime and idle timeout of a sign-in."""
+    config = current_app.config
+    return web_sessions.SessionLimits(lifetime=timedelta(hours=config["SESSION_HOURS"]),
+                                      idle=timedelta(minutes=config["SESSION_IDLE_MINUTES"]))
+
+
 def sign_in(key: Principal) -> None:
-    """Start a fresh session for `key`, with a new CSRF token (no session fixation)."""
+    """Start a fresh server-side session for `key`, with a new CSRF token (no session fixation)."""
+    old = session.get(SESSION_TOKEN)
     session.clear()
-    session["key_id"], session["key_name"] = key.id, key.name
+    session[SESSION_TOKEN] = web_sessions.start(db.session, key.id, session_limits(), now=utcnow(),
+                                                replaces=old if isinstance(old, str) else None)
     csrf_token()
 
 
 def sign_out() -> None:
-    """Forget the moderator, keep nothing of the old session."""
+    """End the session on the server and forget everything of it in the cookie."""
+    token = session.get(SESSION_TOKEN)
+    if isinstance(token, str) and token:
+        web_sessions.end(db.session, token)
     session.clear()
 
 
+def resume_session() -> web_sessions.Resumed:
+    """Check the cookie's session on the server: the key if it is still valid, else why it ended (and clear it)."""
+    token = session.get(SESSION_TOKEN)
+    if token is None:
+        return web_sessions.Resumed(None)
+    resumed = web_sessions.resume(db.session, token if isinstance(token, str) else "", session_limits(),
+                                  now=utcnow(), roles=MODERATOR_ROLES)
+    if resumed.key is None:
+        log.info("web_session_ended", extra={"detail": resumed.ended})
+        session.clear()
+    return resumed
+
+
 def signed_in_key() -> ApiKey | None:
-    """Return the session's key if it is still active and may moderate; sign out a revoked one."""
-    key_id = session.get("key_id")
-    if key_id is None:
-        return None
-    key = db.session.get(ApiKey, key_id) if isinstance(key_id, int) else None
-    if key is None or key.revoked_at is not None or key.role not in MODERATOR_ROLES:
-        log.info("web_session_ended", extra={"key_id": key_id})
-        sign_out()
-        return None
-    return key
+    """Return the session's key if its server-side session is valid and the key may still moderate."""
+    return resume_session().key
 
 
 def key_for_token(token: str) -> Principal | None:

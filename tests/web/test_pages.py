@@ -67,7 +67,7 @@ def test_login_refusals_change_nothing(client, tokens, count_rows, case, status,
     assert message in response.text
     assert count_rows() == before
     with client.session_transaction() as session:
-        assert "key_id" not in session
+        assert "sid" not in session and "key_id" not in session
     assert client.get("/moderation/").status_code == 302
 
 
@@ -78,7 +78,7 @@ def test_login_sets_session_and_rotates_csrf(client, tokens):
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     with client.session_transaction() as session:
-        assert session["key_name"] == "test-admin"
+        assert isinstance(session["sid"], str) and "key_id" not in session and "key_name" not in session
         assert session["csrf_token"] != old
     page = client.get("/moderation/")
     assert page.status_code == 200 and "test-admin" in page.text
