@@ -1,4 +1,4 @@
-"""Server-rendered pages: the moderators' queue and dashboard under /moderation/, a demo article under /demo/."""
+"""Server-rendered pages: the moderators' queue and dashboard under /moderation/, the optional demo under /demo/."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from moderation.web import demo, moderator
-
-BLUEPRINTS = (moderator.bp, demo.bp)
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -26,7 +24,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Register the pages, their error pages and the session cookie settings on `app` (once)."""
+    """Register the pages (the demo only with MODERATION_DEMO=1), their error pages and the cookie settings (once)."""
     if moderator.bp.name in app.blueprints:
         return
     # The session cookie carries the moderator's sign-in: never readable by scripts, never sent by
@@ -37,5 +35,7 @@ def init_app(app: Flask) -> None:
     # The sign-in itself is checked on the server (services/web_sessions.py); no signed cookie outlives it.
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_HOURS"])
     app.session_interface = CookieSessions()
-    for blueprint in BLUEPRINTS:
-        app.register_blueprint(blueprint)
+    app.register_blueprint(moderator.bp)
+    # The demo writes anonymous comments: only where someone asked for it, never in production (config.py).
+    if app.config["DEMO"]:
+        app.register_blueprint(demo.bp)

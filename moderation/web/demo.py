@@ -1,4 +1,8 @@
-"""A public demo article with its Kommentare section, to see the whole loop in a browser."""
+"""A public demo article with its Kommentare section, to see the whole loop in a browser.
+
+Registered only with MODERATION_DEMO=1 (refused in production), and only for articles whose id starts
+with `demo-`: anyone can write through it, so it must never reach a real article.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ security.protect(bp)
 
 # The demo shows this many published comments, oldest first; enough for a demo, no paging.
 SHOWN = 100
-DEFAULT_ARTICLE = "stadtrat-radwege"
+DEMO_PREFIX = "demo-"
+DEFAULT_ARTICLE = DEMO_PREFIX + "stadtrat-radwege"
 RESULTS = {
     "approved": ("success", "Danke! Ihr Kommentar wurde veröffentlicht."),
     "pending": ("info", "Danke! Ihr Kommentar wird geprüft und erscheint, sobald die Moderation ihn freigibt."),
@@ -47,7 +52,7 @@ def threads(comments: Sequence[Comment]) -> list[Thread]:
 
 
 def _article_id(article_id: str) -> str:
-    if not ARTICLE_ID.match(article_id):
+    if not (ARTICLE_ID.match(article_id) and article_id.startswith(DEMO_PREFIX) and article_id != DEMO_PREFIX):
         abort(404)
     return article_id
 

@@ -83,7 +83,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
     env = service_env(PORT=str(port), WEB_CONCURRENCY="2", SERVER_LOG=str(tmp / "server.log"),
                       MODERATION_DATABASE_URL=database, MODERATION_MODEL_DIR=str(tiny_model_dir),
                       MODERATION_APPROVE_THRESHOLD="0.35", MODERATION_REJECT_THRESHOLD="0.65",
-                      MODERATION_RATELIMIT_ENABLED="0")
+                      MODERATION_RATELIMIT_ENABLED="0", MODERATION_DEMO="1")
     built = Site(f"http://127.0.0.1:{port}", database, env)
     subprocess.run([sys.executable, "-m", "moderation", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
@@ -217,10 +217,12 @@ def test_conflict_from_another_moderator_shows_german_message(site: Site, page):
 
 
 def test_dashboard_and_demo_loop(site: Site, browser):
+    site.premoderate("demo-stadtrat-radwege")
     context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="de-DE")
     context.set_default_timeout(10_000)
     reader = context.new_page()
-    reader.goto(f"{site.base}/demo/stadtrat-radwege")
+    reader.goto(f"{site.base}/demo/")
+    assert reader.url.endswith("/demo/demo-stadtrat-radwege")
     reader.fill("#name-neu", "Clara")
     reader.fill("#text-neu", "Wann kommt der Radweg zur Schule? <b>Bitte bald</b>")
     reader.click("#form-neu button[type=submit]")
@@ -232,7 +234,7 @@ def test_dashboard_and_demo_loop(site: Site, browser):
     moderator.goto(f"{site.base}/moderation/login")
     moderator.fill("#api_key", site.tokens["moderator"])
     moderator.click("button[type=submit]")
-    moderator.goto(f"{site.base}/moderation/?article=stadtrat-radwege&sort=oldest")
+    moderator.goto(f"{site.base}/moderation/?article=demo-stadtrat-radwege&sort=oldest")
     newest = entry_ids(moderator)[-1]
     assert "<b>Bitte bald</b>" in moderator.text_content(f"#c-{newest} .text")
     moderator.click(f"#c-{newest}")

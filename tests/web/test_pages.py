@@ -11,8 +11,8 @@ from sqlalchemy import select
 from moderation import web
 from moderation.extensions import db
 from moderation.models import APPROVED, PENDING, REJECTED, Comment, ModerationAction
-from moderation.services import articles, reports
 from moderation.services import queue as queue_service
+from moderation.services import reports
 from moderation.services.keys import revoke_key
 from tests.web.conftest import csrf_from, session_csrf, sign_in
 
@@ -250,7 +250,7 @@ def test_dashboard_shows_figures_and_chart(app, moderator, seed):
 
 # --- errors ----------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/moderation/gibts-nicht", "/demo/a-1/gibts-nicht", "/demo/%3Cscript%3E"])
+@pytest.mark.parametrize("path", ["/moderation/gibts-nicht", "/moderation/%3Cscript%3E"])
 def test_unknown_pages_are_german_html(client, path):
     response = client.get(path)
     assert response.status_code == 404
@@ -266,91 +266,4 @@ def test_api_errors_stay_json(client):
 
 def test_init_app_is_idempotent(app):
     web.init_app(app)
-    assert [name for name in app.blueprints if name in ("moderator_pages", "demo")] == ["moderator_pages", "demo"]
-
-
-# --- demo article ----------------------------------------------------------------------------------------------------
-
-def demo_post(client, article: str, **data: str):
-    token = csrf_from(client.get(f"/demo/{article}").text)
-    return client.post(f"/demo/{article}", data={"csrf_token": token, **data})
-
-
-def test_demo_submit_creates_exactly_one_comment(app, client, count_rows):
-    before = count_rows()
-    response = demo_post(client, "stadtrat-radwege", author_name="Anna", text="Endlich mehr Radwege, danke!")
-    assert response.status_code == 302 and response.location == "/demo/stadtrat-radwege#kommentare"
-    after = count_rows()
-    assert after["comments"] == before["comments"] + 1
-    assert after["moderation_actions"] == before["moderation_actions"] + 1
-    page = client.get("/demo/stadtrat-radwege")
-    with app.app_context():
-        comment = db.session.scalars(select(Comment)).one()
-    assert comment.author_id.startswith("demo-") and comment.author_name == "Anna"
-    message = {"approved": "veröffentlicht", "pending": "wird geprüft", "rejected": "abgelehnt"}[comment.status]
-    assert message in page.text
-    # The result is shown once, and the same browser keeps its reader id.
-    assert 'id="result"' not in client.get("/demo/stadtrat-radwege").text
-    demo_post(client, "stadtrat-radwege", author_name="Anna", text="Noch ein Gedanke zur Hauptstraße.")
-    with app.app_context():
-        assert len({c.author_id for c in db.session.scalars(select(Comment))}) == 1
-
-
-def test_demo_says_pending_for_premoderated_article(app, client):
-    with app.app_context():
-        articles.update_settings(db.session, "vorab", comments_open=True, premoderation=True)
-    demo_post(client, "vorab", author_name="Ben", text="Interessante Recherche.")
-    page = client.get("/demo/vorab")
-    assert "wird geprüft" in page.text and "Interessante Recherche" not in page.text
-
-
-def test_demo_shows_only_published_comments_with_replies_nested(app, client, seed):
-    parent = seed("Danke für den ausgewogenen Artikel, sehr informativ.", article="demo-1", premoderation=False)
-    seed("Ich sehe das ähnlich, gute Argumente auf beiden Seiten.", article="demo-1", premoderation=False,
-         parent_id=parent)
-    held = seed("Wartender Kommentar <script>alert(1)</script>", article="demo-1")
-    rejected = seed("Abgelehnter Kommentar.", article="demo-1")
-    with app.app_context():
-        queue_service.decide(db.session, rejected, "test-moderator", decision="reject")
-    page = client.get("/demo/demo-1")
-    assert "Danke für den ausgewogenen Artikel, sehr informativ." in page.text
-    assert "Wartender Kommentar" not in page.text and "Abgelehnter Kommentar" not in page.text
-    nested = page.text.split('<ol class="replies">', 1)[1]
-    assert "Ich sehe das ähnlich, gute Argumente auf beiden Seiten." in nested
-    assert held  # still pending, never shown
-
-
-@pytest.mark.parametrize("data, message", [
-    ({"author_name": "Anna", "text": "   "}, "Bitte schreiben Sie einen Kommentar."),
-    ({"author_name": "", "text": "Hallo"}, "Bitte geben Sie einen Namen an."),
-    ({"author_name": "A" * 101, "text": "Hallo"}, "höchstens 100 Zeichen"),
-])
-def test_demo_invalid_input_is_german_422(client, count_rows, data, message):
-    before = count_rows()
-    response = demo_post(client, "a-1", **data)
-    assert response.status_code == 422 and message in response.text
-    assert count_rows() == before
-
-
-def test_demo_post_without_csrf_is_400(client, count_rows):
-    before = count_rows()
-    response = client.post("/demo/a-1", data={"author_name": "Anna", "text": "Hallo"})
-    assert response.status_code == 400 and "Sicherheitsmerkmal" in response.text
-    assert "Zurück zum Artikel" in response.text
-    assert count_rows() == before
-
-
-def test_demo_closed_article(app, client, count_rows):
-    with app.app_context():
-        articles.update_settings(db.session, "zu", comments_open=False, premoderation=False)
-    page = client.get("/demo/zu")
-    assert "Kommentarfunktion ist für diesen Artikel geschlossen" in page.text and "comment-form" not in page.text
-    before = count_rows()
-    token = csrf_from(client.get("/demo/a-1").text)
-    response = client.post("/demo/zu", data={"csrf_token": token, "author_name": "A", "text": "Hallo"})
-    assert response.status_code == 409 and "Kommentare geschlossen" in response.text
-    assert count_rows() == before
-
-
-def test_demo_index_redirects_to_article(client):
-    assert client.get("/demo/").location == "/demo/stadtrat-radwege"
+    assert [name for name in app.blueprints if name in ("moderator_pages", "demo")] == ["moderator_pages"]
