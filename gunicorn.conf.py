@@ -13,6 +13,9 @@ bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 # Two cores here: two workers; each holds one copy-on-write share of the preloaded model.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Preloading also gives every worker the master's configuration: without MODERATION_SECRET_KEY (development)
+# the app makes a random secret per start, and workers that each made their own would not accept each
+# other's session cookies (tests/test_e2e_sessions.py signs in and is served by both workers).
 preload_app = True
 timeout = 30
 graceful_timeout = 20
