@@ -2,8 +2,10 @@
 
 The site's backend is one client speaking for many readers, so submissions are limited per author id
 and per reader IP (when the backend forwards it in `X-Reader-IP`); every other request is limited per
-API key (or per client address where no key is sent). Counts live in memory by default, or in Redis
-(`MODERATION_RATELIMIT_STORAGE_URL`) so that several instances share them.
+API key (or per client address where no key is sent). Counts live in a SQLite file shared by the
+workers of one machine by default, or in Redis (`MODERATION_RATELIMIT_STORAGE_URL`) so that several
+instances share them; when that storage fails, each worker counts in memory meanwhile (see
+`moderation.ratelimit_storage`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,15 @@ import ipaddress
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from moderation import ratelimit_storage
+
+# A Redis that does not answer must cost a request about a second, not the client's default of 5 s with
+# 10 retries; one immediate retry still covers a connection that went stale when Redis restarted.
+REDIS_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "retry": Retry(NoBackoff(), 1)}
+DEGRADED = "degraded: in-memory fallback"
 
 
 def _token() -> str | None:
@@ -64,7 +75,12 @@ def init_app(app: Flask) -> Limiter | None:
     """
     if not app.config["RATELIMIT_ENABLED"]:
         return None
-    app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URL"]
+    url = app.config["RATELIMIT_STORAGE_URL"]
+    app.config["RATELIMIT_STORAGE_URI"] = ratelimit_storage.FallbackStorage.STORAGE_SCHEME[0] + "://"
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+        "primary": url, "retry_seconds": app.config["RATELIMIT_STORAGE_RETRY_SECONDS"],
+        **(REDIS_OPTIONS if url.split("://")[0] in {"redis", "rediss", "redis+unix"} else {}),
+    }
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "moderation")
     limiter = Limiter(key_func=_client_key, default_limits=[lambda: current_app.config["RATELIMIT_PER_KEY"]])
@@ -87,3 +103,18 @@ def init_app(app: Flask) -> Limiter | None:
             limiter.exempt(app.view_functions[endpoint])
     app.extensions["moderation.limiter"] = limiter
     return limiter
+
+
+def storage_state(app: Flask) -> str:
+    """Probe the limit storage and say `ok`, `degraded: in-memory fallback` or `disabled`, for /readyz."""
+    limiter = app.extensions.get("moderation.limiter")
+    if limiter is None:
+        return "disabled"
+    return "ok" if limiter.storage.check() else DEGRADED
+
+
+def close_storage(app: Flask) -> None:
+    """Release the limit storage's connections (tests build many apps in one process)."""
+    limiter = app.extensions.get("moderation.limiter")
+    if limiter is not None:
+        limiter.storage.close()
