@@ -42,6 +42,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if not value >= 0:  # also refuses nan
@@ -106,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Submissions per reader IP, when the backend forwards it in the `X-Reader-IP` header."),
     Setting("RATELIMIT_PER_KEY", str, "6000/minute",
             "All requests per API key (per client address for requests without a key)."),
+    Setting("TRUSTED_PROXY_HOPS", _count, 0,
+            "Reverse proxies of yours in front of the service: the client address is taken from that many "
+            "`X-Forwarded-For` entries, counted from the right. 0 trusts none (the peer is the client)."),
     Setting("WEBHOOK_URLS", str, "", "Comma-separated URLs of the news site that receive signed status events."),
     Setting("WEBHOOK_SECRETS", str, "",
             "Comma-separated secrets; each event is signed with all of them (rotate by adding the new one first)."),
