@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -229,3 +229,44 @@ def test_two_gunicorn_workers_let_exactly_the_limit_through(tmp_path, tiny_model
     assert statuses == {201: 5, 429: 35}
     served_by = {line.split()[0] for line in access_log.read_text().splitlines() if line.endswith((" 201", " 429"))}
     assert len(served_by) == 2, served_by  # both workers took submissions
+
+
+@pytest.mark.slow
+@needs_redis_server
+def test_gunicorn_keeps_taking_submissions_through_a_redis_outage(tmp_path, tiny_model_dir):
+    """The outage as the audit saw it (real gunicorn, two workers): no 500, /readyz degraded, then Redis again."""
+    port, redis_port = free_port(), free_port()
+    server_log = tmp_path / "server.log"
+    env = service_env(PORT=str(port), MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'outage.db'}",
+                      MODERATION_MODEL_DIR=str(tiny_model_dir), WEB_CONCURRENCY="2", SERVER_LOG=str(server_log),
+                      MODERATION_RATELIMIT_STORAGE_URL=f"redis://127.0.0.1:{redis_port}/0",
+                      MODERATION_RATELIMIT_STORAGE_RETRY_SECONDS="0", MODERATION_RATELIMIT_PER_AUTHOR="3/minute")
+    base = f"http://127.0.0.1:{port}"
+    first_redis = ExitStack()
+    first_redis.enter_context(redis_server(redis_port))  # up before gunicorn, so that startup probes find it
+    with first_redis, running(["./boot.sh"], env, f"{base}/readyz"):
+        token = subprocess.run([sys.executable, "-m", "moderation", "keys", "create", "--role", "backend",
+                                "--name", "website"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               check=True).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def send(author: str, i: int) -> int:
+            return requests.post(f"{base}/v1/articles/a/comments", headers=headers, timeout=30, json={
+                "author_id": author, "author_name": "A", "text": f"{FRIENDLY[2]} {i}"}).status_code
+
+        assert send("vorher", 0) == 201
+        assert requests.get(f"{base}/readyz", timeout=10).json()["limiter"] == "ok"
+        first_redis.close()  # Redis is gone
+        with ThreadPoolExecutor(4) as pool:
+            during = Counter(pool.map(lambda i: send("waehrend", i), range(12)))
+        assert set(during) == {201, 429} and 3 <= during[201] <= 6  # counted per worker meanwhile
+        ready = requests.get(f"{base}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["limiter"] == "degraded: in-memory fallback"
+        scrape = requests.get(f"{base}/metrics", timeout=10).text
+        assert re.search(r"^moderation_ratelimit_storage_degraded 1\.0$", scrape, re.MULTILINE), scrape[-2000:]
+        with redis_server(redis_port) as client:
+            assert [send("nachher", i) for i in range(4)] == [201, 201, 201, 429]  # shared again
+            assert any(key.startswith(b"LIMITS:LIMITER/moderation/author:") for key in client.scan_iter())
+            assert requests.get(f"{base}/readyz", timeout=10).json()["limiter"] == "ok"
+    outages = server_log.read_text().count('"event": "ratelimit_storage_unreachable"')
+    assert 1 <= outages <= 2  # once per worker, not once per request
