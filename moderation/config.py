@@ -56,6 +56,20 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:  # also refuses nan
+        raise ValueError("expected a number of seconds of at least 0")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: its Flask config key, parser, default and meaning."""
@@ -112,13 +126,21 @@ SETTINGS: tuple[Setting, ...] = (
             "Distinct reader reports that pull a published comment into the `reported` queue."),
     Setting("CLAIM_MINUTES", _positive_int, 5, "How long a moderator's claim on queued comments lasts."),
     Setting("RATELIMIT_ENABLED", _bool, True, "`0` turns every rate limit off (load tests)."),
-    Setting("RATELIMIT_STORAGE_URL", str, "memory://",
-            "Where limit counters live; `redis://127.0.0.1:6379/0` shares them between instances."),
+    Setting("RATELIMIT_STORAGE_URL", str, None,
+            "Where limit counters live. Default: a SQLite file beside the database (`sqlite:///…ratelimits.db`; "
+            "`instance/ratelimits.db` with PostgreSQL), shared by the workers of one machine. "
+            "`redis://127.0.0.1:6379/0` shares them between instances; `memory://` counts per worker process."),
+    Setting("RATELIMIT_STORAGE_RETRY_SECONDS", _seconds, 5.0,
+            "While the limit storage fails, each worker counts in its own memory (never a 500) and tries the "
+            "storage again after this many seconds."),
     Setting("RATELIMIT_PER_AUTHOR", str, "5/minute", "Submissions per author id (per backend key)."),
     Setting("RATELIMIT_PER_READER_IP", str, "30/minute",
             "Submissions per reader IP, when the backend forwards it in the `X-Reader-IP` header."),
     Setting("RATELIMIT_PER_KEY", str, "6000/minute",
             "All requests per API key (per client address for requests without a key)."),
+    Setting("TRUSTED_PROXY_HOPS", _count, 0,
+            "Reverse proxies of yours in front of the service: the client address is taken from that many "
+            "`X-Forwarded-For` entries, counted from the right. 0 trusts none (the peer is the client)."),
     Setting("WEBHOOK_URLS", str, "", "Comma-separated URLs of the news site that receive signed status events."),
     Setting("WEBHOOK_SECRETS", str, "",
             "Comma-separated secrets; each event is signed with all of them (rotate by adding the new one first)."),
@@ -129,6 +151,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DB_POOL_SIZE", _positive_int, 5, "Connections each worker keeps open to PostgreSQL."),
     Setting("LOG_LEVEL", str, "INFO", "Python logging level."),
 )
+
+
+def default_ratelimit_storage_url(database_url: str) -> str:
+    """Return a SQLite file for limit counters beside a SQLite database, else under `instance/`."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in {"", ":memory:"} and not database.startswith("file:"):
+        path = Path(database)
+        return f"sqlite:///{path.with_name(path.stem + '.ratelimits.db')}"
+    return f"sqlite:///{DEFAULT_INSTANCE_DIR / 'ratelimits.db'}"
+
+
+def _same_sqlite_file(first: str, second: str) -> bool:
+    """Whether two `sqlite:///` URLs name one file."""
+    prefix = "sqlite:///"
+    if not (first.startswith(prefix) and second.startswith(prefix)):
+        return False
+    return Path(first[len(prefix):].split("?")[0]).resolve() == Path(second[len(prefix):].split("?")[0]).resolve()
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -180,6 +222,11 @@ def finalize(config: dict[str, Any]) -> None:
     _check_secret(config.get("SECRET_KEY"), production)
     config["DATABASE_URL"] = config.get("DATABASE_URL") or default_database_url()
     config["MODEL_DIR"] = str(config.get("MODEL_DIR") or DEFAULT_MODEL_DIR)
+    storage = config.get("RATELIMIT_STORAGE_URL") or default_ratelimit_storage_url(config["DATABASE_URL"])
+    if _same_sqlite_file(storage, config["DATABASE_URL"]):
+        # Limit counts are written on every request: in the database they would queue behind its writer lock.
+        raise ConfigError(f"{PREFIX}RATELIMIT_STORAGE_URL must not be the database itself; use a file of its own")
+    config["RATELIMIT_STORAGE_URL"] = storage
     # No fixed fallback: whoever knows a shared key can sign cookies. gunicorn preloads the app in the
     # master, so every worker inherits this one.
     config["SECRET_KEY"] = config.get("SECRET_KEY") or secrets.token_urlsafe(48)

@@ -12,3 +12,8 @@ SCORING = Histogram("moderation_scoring_duration_seconds", "Time to score one te
                     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05))
 MODEL = Gauge("moderation_model_info", "The serving model version of each worker (value 1)", ["version"],
               multiprocess_mode="liveall")
+RATELIMIT_FAILOVERS = Counter("moderation_ratelimit_storage_failovers_total",
+                              "Times a worker lost the rate-limit storage and began counting in its own memory")
+RATELIMIT_DEGRADED = Gauge("moderation_ratelimit_storage_degraded",
+                           "1 while a worker counts rate limits in its own memory because the storage failed",
+                           multiprocess_mode="livemax")

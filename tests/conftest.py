@@ -13,7 +13,7 @@ from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import create_engine, func, make_url, select, text
 
-from moderation import create_app
+from moderation import create_app, limits
 from moderation.api import listing_cache
 from moderation.db import Base, make_engine
 from moderation.extensions import db
@@ -129,10 +129,7 @@ def app_config(database_url: str, tiny_model_dir: Path, tiny_model_held) -> dict
 def close_app(app) -> None:
     """Release what an app holds: database connections and rate-limit storage connections."""
     app.extensions["moderation.db"][0].dispose()
-    storage = getattr(app.extensions.get("moderation.limiter"), "_storage", None)
-    client = getattr(storage, "storage", None)
-    if client is not None and hasattr(client, "connection_pool"):
-        client.connection_pool.disconnect()
+    limits.close_storage(app)
 
 
 @pytest.fixture
@@ -173,6 +170,20 @@ def tokens(app) -> dict[str, str]:
 def auth(tokens: dict[str, str]) -> dict[str, dict[str, str]]:
     """Authorization headers per role."""
     return {role: {"Authorization": f"Bearer {token}"} for role, token in tokens.items()}
+
+
+@pytest.fixture
+def auth_for():
+    """Return a function making a backend and a moderator key in an app's database, as Authorization headers."""
+
+    def make(app) -> dict[str, dict[str, str]]:
+        with app.app_context():
+            made = {r: create_key(db.session, role=r, name=f"rl-{r}-{uuid.uuid4().hex[:6]}")[1]
+                    for r in ("backend", "moderator")}
+            db.session.commit()
+        return {r: {"Authorization": f"Bearer {t}"} for r, t in made.items()}
+
+    return make
 
 
 @pytest.fixture

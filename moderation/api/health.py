@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from moderation import limits
 from moderation.api.auth import Blueprint
 from moderation.api.schemas import Health
 from moderation.extensions import classifier, db
@@ -28,7 +30,12 @@ class Ready(MethodView):
     @blp.response(200, Health)
     @blp.alt_response(503, schema=Health, description="Database unreachable or no model loaded")
     def get(self) -> Any:
-        """Answer 200 when the database answers and a model is loaded; name the model version."""
+        """Answer 200 when the database answers and a model is loaded; name the model version.
+
+        `limiter` says where rate limits are counted: `ok`, or `degraded: in-memory fallback` while the
+        limit storage is unreachable (still 200: an outage of a shared Redis must not take every instance
+        out of the load balancer at once), or `disabled`.
+        """
         holder = classifier.holder
         model = holder.serving.model
         try:
@@ -37,7 +44,8 @@ class Ready(MethodView):
         except SQLAlchemyError as exc:
             db.session.rollback()
             database = f"unreachable: {type(exc).__name__}"
-        body = {"status": "ready", "database": database, "model_version": model.version if model else None}
+        body = {"status": "ready", "database": database, "model_version": model.version if model else None,
+                "limiter": limits.storage_state(current_app)}
         if holder.error:
             body["model_error"] = holder.error  # the old model keeps serving
         if database != "ok" or model is None:

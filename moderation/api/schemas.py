@@ -117,4 +117,5 @@ class Health(Schema):
     database = fields.String()
     model_version = fields.String(allow_none=True)
     model_error = fields.String(metadata={"description": "A promoted model that was refused; the old one serves."})
+    limiter = fields.String(metadata={"description": "`ok`, `degraded: in-memory fallback` or `disabled`."})
     detail = fields.String()
