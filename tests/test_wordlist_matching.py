@@ -229,7 +229,9 @@ def test_word_lists_are_matched_outside_the_write_transaction(client, auth, data
             other.close()
         return lock_is_free(Path(f"{database}-writer.lock")), sqlite_free
 
-    for name in ("find", "find_all"):
+    for name in ("find", "find_all"):  # what a submission calls (matching before this fix had `find` only)
+        if not hasattr(Matcher, name):
+            continue
         original = getattr(Matcher, name)
 
         def probing(self, *args, _original=original):
