@@ -10,8 +10,10 @@ against ordinary lists of 0, 30, 100, 1,000 and 5,000 terms per list, mostly wor
 some of several words; median and worst per comment. Then the worst cases found in the security audit,
 at the largest lists allowed (5,000 banned and 5,000 suspect terms, among them pathological wildcard
 terms such as `*ab*ab*ab*x`) and comments of up to 5,000 characters (MODERATION_MAX_TEXT_LENGTH):
-repeated `a* `, `ab` and the like; each is matched three times, the fastest time shown. Compiling the
-lists (once per version of the lists and process) is timed too.
+repeated `a* `, `ab` and the like; each is matched three times, the fastest time shown. Before them,
+the audit's own cases, once each: 1,000 terms and repeated `a* `; the one term `*ab*ab*ab*x` and 1,000,
+2,000 and 5,000 characters of `ab`. Compiling the lists (once per version of the lists and process) is
+timed too.
 
 `--matcher FILE` times the `Matcher` class of another copy of `moderation/services/wordlists.py`, e.g.
 main's before the rewrite (`git show main:moderation/services/wordlists.py > /tmp/old_wordlists.py`).
@@ -191,6 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         p99 = seconds[min(len(seconds) - 1, int(0.99 * len(seconds)))]
         print(f"{size:>15,d} {compiled * 1e3:7.1f} ms {statistics.median(seconds) * 1e6:7.1f} µs "
               f"{p99 * 1e6:7.1f} µs {seconds[-1] * 1e6:7.1f} µs")
+
+    print("\nthe audit's cases (banned list only; 'ab' x 500 is 1,000 characters):")
+    print(f"{'list':26s} {'comment':16s} {'matching':>12s}")
+    nasty = PATHOLOGICAL[0]
+    audit = [("1,000 terms", clean_terms(ordinary_list(1000, 1), BANNED), "'a* ' x 1666", ("a* " * 1666)[:MAX_TEXT]),
+             *((f"the one term {nasty}", [nasty], f"'ab' x {n}", "ab" * n) for n in (500, 1000, 2500))]
+    for list_name, terms, text_name, text in audit[:2] if args.smoke else audit:
+        match = matching(matcher_class.build({BANNED: terms, SUSPECT: []}))
+        took = timed(partial(match, text), args.timeout)
+        shown = f"> {args.timeout:g} s" if took is None else f"{took * 1e3:9.1f} ms"
+        print(f"{list_name:26s} {text_name:16s} {shown:>12s}")
 
     size = 500 if args.smoke else MAX_TERMS
     lists = {BANNED: clean_terms(pathological_list(size, 3), BANNED),
