@@ -1,6 +1,6 @@
 """Print how long word-list matching takes per comment: ordinary comments and the worst cases.
 
-    .venv/bin/python benchmarks/bench_wordlists.py [--matcher FILE] [--timeout S] [--smoke]
+    .venv/bin/python benchmarks/bench_wordlists.py [--matcher FILE] [--against FILE] [--timeout S] [--smoke]
         [GERMEVAL2018_TSV GERMEVAL2021_CSV]
 
 What a submission does with the lists, timed: `find_all(text)` (the matcher before it had no
@@ -17,7 +17,9 @@ timed too.
 
 `--matcher FILE` times the `Matcher` class of another copy of `moderation/services/wordlists.py`, e.g.
 main's before the rewrite (`git show main:moderation/services/wordlists.py > /tmp/old_wordlists.py`).
-A case that runs longer than `--timeout` seconds is stopped and shown as `> S s`. `--smoke` runs a
+`--against FILE` times that copy's matcher as well on the ordinary comments, each comment by one matcher
+and then the other, so that a busy machine slows both alike. A case that runs longer than `--timeout`
+seconds is stopped and shown as `> S s`. `--smoke` runs a
 small sample quickly (for the test suite: it checks that the script runs, not the figures).
 """
 
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="*", default=[str(p) for p in DEFAULT_FILES])
     parser.add_argument("--matcher", help="a wordlists.py whose Matcher to time instead of this checkout's")
+    parser.add_argument("--against", help="a wordlists.py whose Matcher to time too on the ordinary comments, "
+                        "comment by comment with this one")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds after which a case is stopped")
     parser.add_argument("--smoke", action="store_true", help="small sample, for the test suite")
     args = parser.parse_args(argv)
@@ -180,19 +184,27 @@ def main(argv: list[str] | None = None) -> int:
           f"matcher from {args.matcher or 'this checkout'}")
 
     print(f"\nordinary comments ({source}, {len(comments)}), per comment:")
-    print(f"{'terms per list':>15s} {'compile':>10s} {'median':>10s} {'p99':>10s} {'max':>10s}")
+    print(f"{'terms per list':>15s} {'matcher':>8s} {'compile':>10s} {'median':>10s} {'p99':>10s} {'max':>10s}")
+    others = {"this": matcher_class, **({"against": load_matcher_class(args.against)} if args.against else {})}
     for size in sizes:
         lists = {BANNED: clean_terms(ordinary_list(size, 1), BANNED),
                  SUSPECT: clean_terms(ordinary_list(size, 2), SUSPECT)}
-        start = time.perf_counter()
-        match = matching(matcher_class.build(lists))
-        compiled = time.perf_counter() - start
-        for text in comments[:50]:  # warm caches (the normaliser's, the regex module's)
-            match(text)
-        seconds = sorted(timed(partial(match, text), args.timeout) or args.timeout for text in comments)
-        p99 = seconds[min(len(seconds) - 1, int(0.99 * len(seconds)))]
-        print(f"{size:>15,d} {compiled * 1e3:7.1f} ms {statistics.median(seconds) * 1e6:7.1f} µs "
-              f"{p99 * 1e6:7.1f} µs {seconds[-1] * 1e6:7.1f} µs")
+        compiled, matches = {}, {}
+        for name, cls in others.items():
+            start = time.perf_counter()
+            matches[name] = matching(cls.build(lists))
+            compiled[name] = time.perf_counter() - start
+            for text in comments[:50]:  # warm caches (the normaliser's, the regex module's)
+                matches[name](text)
+        seconds: dict[str, list[float]] = {name: [] for name in others}
+        for text in comments:  # comment by comment, so that both matchers see the machine alike
+            for name, match in matches.items():
+                seconds[name].append(timed(partial(match, text), args.timeout) or args.timeout)
+        for name, taken in seconds.items():
+            taken.sort()
+            p99 = taken[min(len(taken) - 1, int(0.99 * len(taken)))]
+            print(f"{size:>15,d} {name:>8s} {compiled[name] * 1e3:7.1f} ms {statistics.median(taken) * 1e6:7.1f} µs "
+                  f"{p99 * 1e6:7.1f} µs {taken[-1] * 1e6:7.1f} µs")
 
     print("\nthe audit's cases (banned list only; 'ab' x 500 is 1,000 characters):")
     print(f"{'list':26s} {'comment':16s} {'matching':>12s}")

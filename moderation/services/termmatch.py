@@ -5,14 +5,15 @@ run of letters and digits inside a word; the term must stand as whole words: the
 `(?<![a-z0-9äöüß])drecks[a-z0-9äöüß]*(?![a-z0-9äöüß])` for "Drecks*". A regular expression per term, as
 matching once was, tried every term at every position and backtracked over each wildcard, and the masked
 words of a comment were compared with every term, normalised again each time: a few thousand characters
-took minutes. Here each term is normalised
-once per version of the lists and sorted into one of three structures:
+took minutes. Here each term is normalised once per version of the lists and sorted into one of three
+structures:
 
 - plain one-word terms: one set look-up per word of the comment;
-- plain terms of several words (or with punctuation): one look-up per word and distinct term length;
-- terms with `*`: one bit-parallel automaton (shift-and) for all of them, a few integer operations per
-  character however the terms are written; run once per distinct word of the comment for terms inside
-  one word (nearly all), over the whole comment for the others.
+- plain terms of several words (or with punctuation): at each word that starts one, one look-up per
+  distinct length of the terms it starts;
+- terms with `*`: one bit-parallel automaton (shift-and) for all of them, a few operations per character
+  on an integer of a bit per character of those terms, however they are written; run once per distinct
+  word of the comment for terms inside one word (nearly all), over the whole comment for the others.
 
 A masked word in the comment ("a*loch" after normalising "A****loch") matches a term of at least
 `MIN_MASKED_TERM` letters that its visible letters fit; the terms are found by binary search on the visible
@@ -34,7 +35,7 @@ _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789äöüß")
 _WORDS_RE = re.compile(f"[{WORD}]+")
 _TOKENS_RE = re.compile(f"[{WORD}]+|[^{WORD}]")  # words, and every other character on its own
 _MASKED_RE = re.compile(f"[{WORD}*]+")  # a word with `*` in it is masked ("a*loch")
-_GLOB_RE = _MASKED_RE  # a term with `*` inside one word ("Drecks*", "*ab*ab*ab*x")
+_IN_WORD_RE = re.compile(f"[{WORD}*]+")  # a `*` term inside one word ("Drecks*", "*ab*ab*ab*x")
 
 MAX_WILDCARDS = 4  # runs of `*` in one term; `clean_terms` refuses more
 MAX_MASKED_WORDS = 32
@@ -223,7 +224,7 @@ class _List:
         for sizes in compiled.phrase_sizes.values():
             sizes.sort()
         compiled.symbol_starts = [token for token in compiled.phrase_sizes if token[0] not in _WORD_CHARS]
-        in_words = {pattern: ids for pattern, ids in globs.items() if _GLOB_RE.fullmatch(pattern)}
+        in_words = {pattern: ids for pattern, ids in globs.items() if _IN_WORD_RE.fullmatch(pattern)}
         across_words = {pattern: ids for pattern, ids in globs.items() if pattern not in in_words}
         compiled.in_words = _Automaton(in_words) if in_words else None
         compiled.across_words = _Automaton(across_words) if across_words else None
