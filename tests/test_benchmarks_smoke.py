@@ -1,4 +1,5 @@
-"""benchmarks/load.py runs end to end (SQLite, the echo and floor apps, tiny load); no timing is asserted."""
+"""The benchmarks run end to end: load.py (SQLite, the echo and floor apps, tiny load) and bench_wordlists.py
+(a small sample); no timing is asserted."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def test_load_benchmark_runs_and_reconciles_rows():
     assert "floor (sqlite): the least a submission must do reaches" in done.stdout
     assert "rows == 201s  sqlite:" in done.stdout
     assert "-> PASS" in done.stdout.split("rows == 201s  sqlite:")[1].splitlines()[0]
+
+
+def test_wordlist_benchmark_runs_on_a_small_sample():
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_wordlists.py", "--smoke", "--matcher", "moderation/services/wordlists.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "matcher from moderation/services/wordlists.py" in done.stdout
+    assert " terms per list  matcher    compile     median        p99        max" in done.stdout
+    assert re.search(r"^\s+30 +this +[\d.]+ ms +[\d.]+ µs", done.stdout, re.M), done.stdout
+    assert re.search(r"^all worst cases +[\d.]+ ms$", done.stdout, re.M), done.stdout

@@ -146,8 +146,9 @@ def _article_and_checks(session: Session, article_id: str, new: NewComment, now:
 
 
 def _checks_and_routing(session: Session, toxicity: float, thresholds: Thresholds, article_id: str,
-                        new: NewComment, now: datetime, duplicate_window: timedelta) -> tuple[Row[Any], Routing]:
-    """Check the submission against its article, author and the word lists; return the checks and the route."""
+                        new: NewComment, now: datetime, duplicate_window: timedelta,
+                        terms: dict[str, list[str]]) -> tuple[Row[Any], Routing]:
+    """Check the submission against its article and author; return the checks and the route."""
     checks = _article_and_checks(session, article_id, new, now, duplicate_window)
     if checks is None:  # the article's first comment
         get_or_create_article(session, article_id)
@@ -161,11 +162,10 @@ def _checks_and_routing(session: Session, toxicity: float, thresholds: Threshold
         )
     if checks.original_id is not None:
         raise DuplicateComment(checks.original_id)
-    matcher = load_matcher(session)
     rules = Rules(
         author_banned=bool(checks.author_banned),
-        banned_terms=tuple(matcher.find(BANNED, new.text)),
-        suspect_terms=tuple(matcher.find(SUSPECT, new.text)),
+        banned_terms=tuple(terms.get(BANNED, ())),
+        suspect_terms=tuple(terms.get(SUSPECT, ())),
         premoderation=checks.premoderation,
     )
     return checks, route(toxicity, thresholds, rules)
@@ -181,6 +181,8 @@ def submit_comment(
     text from the same author under the same article within `duplicate_window` is refused.
     """
     score = model.score(new.text, explain=False)
+    # Before the write transaction, like scoring: on SQLite every other writer waits while it is open.
+    terms = load_matcher(session).find_all(new.text)
     begin_write(session)
     try:  # on SQLite the write lock is held from here: every way out before the inserts releases it
         if idempotency is not None and (first := _replay(session, idempotency)) is not None:
@@ -188,7 +190,7 @@ def submit_comment(
             return Submission(first, replayed=True)
         now = utcnow()
         checks, routing = _checks_and_routing(session, score.toxicity, thresholds, article_id, new, now,
-                                              duplicate_window)
+                                              duplicate_window, terms)
     except BaseException:
         session.rollback()
         raise

@@ -3,9 +3,7 @@ without the model's learned unmasking: a term's own `*` wildcard and the squeeze
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 
 from sqlalchemy import delete, select
@@ -14,59 +12,27 @@ from sqlalchemy.orm import Session
 from moderation.errors import InvalidInput
 from moderation.ml import normalize
 from moderation.models import BANNED, SUSPECT, Term
+from moderation.services.termmatch import MAX_WILDCARDS, Matcher, term_pattern
 
 MAX_TERMS = 5000
-_WORD = "a-z0-9äöüß"
-
-
-def _term_pattern(term: str) -> str:
-    """Regex for one term: normalised like the text, `*` in the term as a wildcard, whole words."""
-    parts = [re.escape(normalize(part)) for part in term.split("*")]
-    body = f"[{_WORD}]*".join(parts)
-    return f"(?<![{_WORD}]){body}(?![{_WORD}])"
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """Compiled word lists; `find` returns the terms of one kind a text contains."""
-
-    terms: dict[str, tuple[str, ...]]
-    patterns: dict[str, list[tuple[str, re.Pattern[str]]]]
-
-    @classmethod
-    def build(cls, terms: dict[str, list[str]]) -> Matcher:
-        return cls(
-            terms={kind: tuple(values) for kind, values in terms.items()},
-            patterns={kind: [(t, re.compile(_term_pattern(t))) for t in values] for kind, values in terms.items()},
-        )
-
-    def find(self, kind: str, text: str) -> list[str]:
-        """Return the terms of `kind` found in `text`, evasions included."""
-        if not self.patterns.get(kind):
-            return []
-        folded = normalize(text)
-        found = [term for term, pattern in self.patterns[kind] if pattern.search(folded)]
-        # A masked word in the text ("A****loch" -> "a*loch") matches a term its visible letters fit.
-        for token in re.findall(rf"[{_WORD}]*\*[{_WORD}*]*", folded):
-            masked = re.compile(".*".join(re.escape(p) for p in token.split("*")))
-            for term, _ in self.patterns[kind]:
-                plain = normalize(term.replace("*", ""))
-                if term not in found and len(plain) >= 4 and masked.fullmatch(plain):
-                    found.append(term)
-        return found
 
 
 def clean_terms(raw: list[str], field: str) -> list[str]:
     """Validate and deduplicate one list of terms, keeping the moderators' spelling."""
     terms: list[str] = []
+    seen: set[str] = set()
     errors: list[str] = []
     for index, term in enumerate(raw):
         term = " ".join(term.split())
-        if not term or not normalize(term.replace("*", "")).strip():
-            errors.append(f"Entry {index} is empty after normalisation.")
-        elif len(term) > 200:
+        if len(term) > 200:
             errors.append(f"Entry {index} is longer than 200 characters.")
-        elif term.lower() not in {t.lower() for t in terms}:
+        elif not normalize(term.replace("*", "")) or not (pattern := term_pattern(term)).replace("*", ""):
+            errors.append(f"Entry {index} is empty after normalisation.")
+        elif pattern.count("*") > MAX_WILDCARDS:
+            errors.append(f"Entry {index} has more than {MAX_WILDCARDS} wildcards (`*`): "
+                          "a wildcard stands for letters inside a word, as in Drecks*, *loch or A*loch.")
+        elif term.lower() not in seen:
+            seen.add(term.lower())
             terms.append(term)
     if len(terms) > MAX_TERMS:
         errors.append(f"At most {MAX_TERMS} terms.")
