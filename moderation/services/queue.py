@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.db import begin_write, utcnow
@@ -38,8 +38,14 @@ class QueuePage:
     total: int
 
 
-def _in_queue(queue: str):
-    return and_(Comment.status == PENDING, Comment.reported.is_(queue == REPORTED_QUEUE))
+def _in_queue(queue: str) -> ColumnElement[bool]:
+    """Return the condition for a comment waiting in `queue`.
+
+    The reported queue also holds published comments: those a moderator approved before new reports came in.
+    """
+    if queue == REPORTED_QUEUE:
+        return and_(Comment.status.in_((PENDING, APPROVED)), Comment.reported.is_(True))
+    return and_(Comment.status == PENDING, Comment.reported.is_(False))
 
 
 def _encode(sort: str, comment: Comment) -> str:
@@ -145,7 +151,8 @@ def decide(
     target = DECISIONS[decision]
     now = utcnow()
     if not force:
-        if comment.decided_by is not None and comment.decided_by != moderator:
+        # A comment back in the reported queue is anyone's to review again, whoever approved it before.
+        if comment.decided_by not in (None, moderator) and not comment.reported:
             raise Conflict(f"comment {comment_id} was already decided ({comment.status}) by {comment.decided_by}; "
                            "send force=true to overrule")
         if comment.claimed_by not in (None, moderator) and comment.claimed_until and comment.claimed_until > now:
