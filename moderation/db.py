@@ -174,9 +174,14 @@ def note_comments_changed(session: Session) -> None:
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Create an engine for `url`, with SQLite tuned for a web server."""
+    """Create an engine for `url`, with SQLite tuned for a web server.
+
+    Bound parameters are hidden from SQLAlchemy's exception messages: they carry comment texts, names and
+    author ids, and a logged database error would otherwise print them.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "factory": _SQLiteConnection})
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"check_same_thread": False, "factory": _SQLiteConnection})
         database = engine.url.database
         if database and database != ":memory:" and not database.startswith("file:"):
             lock_path = f"{os.path.abspath(database)}-writer.lock"
@@ -185,7 +190,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:
