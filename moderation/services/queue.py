@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.db import begin_write, utcnow
-from moderation.errors import Conflict, InvalidInput
+from moderation.errors import CommentErased, Conflict, InvalidInput
 from moderation.models import APPROVED, PENDING, REJECTED, Article, Comment, ModerationAction, Report
 from moderation.services.authors import AuthorHistory, histories
 from moderation.services.comments import find_article, get_comment
@@ -143,11 +143,14 @@ def decide(
 ) -> Comment:
     """Approve or reject a comment as `moderator`, with an audit row.
 
-    Refuses (409) a comment another moderator already decided or holds a live claim on, unless `force`.
+    Refuses (409) a comment another moderator already decided or holds a live claim on, unless `force`,
+    and always the tombstone of an erased comment (publishing it would undo nothing but the erasure's audit).
     Taking down an approved comment and restoring a rejected one are decisions like any other.
     """
     begin_write(session)
     comment = get_comment(session, comment_id)
+    if comment.erased:
+        raise CommentErased(f"comment {comment_id} was erased at its author's request; there is nothing to decide")
     target = DECISIONS[decision]
     now = utcnow()
     if not force:
