@@ -33,10 +33,6 @@ class ErasedBan:
     reason: str = ERASED
 
 
-def _nothing_stored(author_id: str) -> NotFound:
-    return NotFound(f"nothing is stored about author {author_id!r}")
-
-
 def export_author(session: Session, author_id: str) -> dict:
     """Return every comment, report and ban this service holds about an author; NotFound if there is none."""
     comments = session.scalars(select(Comment).where(Comment.author_id == author_id).order_by(Comment.id)).all()
@@ -45,7 +41,7 @@ def export_author(session: Session, author_id: str) -> dict:
     if ban is None and (kept := anonymised_ban(session, author_id)) is not None:
         ban = ErasedBan(kept.until, kept.created_at)
     if not comments and not filed and ban is None:
-        raise _nothing_stored(author_id)
+        raise NotFound(f"nothing is stored about author {author_id!r}")
     return {
         "author_id": author_id,
         "comments": comments,
@@ -67,7 +63,7 @@ def erase_author(session: Session, author_id: str, *, admin: str) -> Erasure:
     has_reports = session.scalar(select(exists().where(Report.reporter_id == author_id)))
     if not comments and not has_reports and session.get(AuthorBan, author_id) is None:
         session.rollback()
-        raise _nothing_stored(author_id)
+        raise NotFound(f"nothing to erase for author {author_id!r}: no comments, reports or ban under this id")
     ids = [c.id for c in comments]
     texts = [c.text for c in comments]
     for comment in comments:
