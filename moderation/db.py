@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -16,6 +17,8 @@ from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy import exc as exc_module
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -125,6 +128,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, not left in free space where an erased text could be read.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute(f"PRAGMA busy_timeout={int(WRITER_WAIT_SECONDS * 1000)}")
     cursor.close()
 
@@ -164,6 +169,28 @@ def begin_write(session: Session) -> None:
     session.connection(execution_options={"sqlite_immediate": True})
 
 
+def compact_after_erasure(session: Session) -> None:
+    """On SQLite, copy the write-ahead log into the database and truncate it; call after committing an erasure.
+
+    The log keeps the pages as they were before each change until it is reset; with `secure_delete` the
+    database file itself holds no erased content. A reader still open elsewhere keeps the log in use:
+    then it is truncated by a later checkpoint, and this says so in the log.
+    """
+    engine = session.get_bind()
+    if engine.dialect.name != "sqlite":
+        return
+    connection = engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+    try:
+        cursor = connection.cursor()
+        busy, frames, copied = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    if busy:
+        log.warning("wal_checkpoint_busy", extra={"detail": f"{copied} of {frames} frames copied; "
+                                                            "a reader kept the log in use"})
+
+
 # `Session.info` flag: this transaction changed comments; per-process caches of them drop it on commit.
 COMMENTS_CHANGED = "comments_changed"
 
@@ -174,9 +201,14 @@ def note_comments_changed(session: Session) -> None:
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Create an engine for `url`, with SQLite tuned for a web server."""
+    """Create an engine for `url`, with SQLite tuned for a web server.
+
+    Bound parameters are hidden from SQLAlchemy's exception messages: they carry comment texts, names and
+    author ids, and a logged database error would otherwise print them.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "factory": _SQLiteConnection})
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"check_same_thread": False, "factory": _SQLiteConnection})
         database = engine.url.database
         if database and database != ":memory:" and not database.startswith("file:"):
             lock_path = f"{os.path.abspath(database)}-writer.lock"
@@ -185,7 +217,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:

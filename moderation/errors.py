@@ -33,6 +33,12 @@ class ArticleClosed(Conflict):
     code = "article_closed"
 
 
+class CommentErased(Conflict):
+    """The comment was erased at its author's request: its tombstone is not decided again."""
+
+    code = "comment_erased"
+
+
 class DuplicateComment(Conflict):
     """The same author posted the same text under the same article a moment ago."""
 

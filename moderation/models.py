@@ -14,6 +14,8 @@ STATUSES = (APPROVED, PENDING, REJECTED)
 ROLES = ("backend", "moderator", "admin")
 REPORT_REASONS = ("insult", "spam", "off_topic", "misinformation", "other")
 BANNED, SUSPECT = "banned", "suspect"
+# What erasure leaves in place of an author's id and name.
+ERASED = "[erased]"
 
 
 class Article(Base):
@@ -75,6 +77,11 @@ class Comment(Base):
     def article_external_id(self) -> str:
         return self.article.external_id
 
+    @property
+    def erased(self) -> bool:
+        """Whether this is the tombstone of a comment erased at its author's request (intake never stores "")."""
+        return self.text == "" and self.author_id == ERASED
+
 
 class ModerationAction(Base):
     """One status change of a comment; `moderator` is None when the system decided."""
@@ -117,6 +124,29 @@ class AuthorBan(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class AnonymisedBan(Base):
+    """The ban of an author who was erased, kept under a keyed hash of their id (see `ServerKey`).
+
+    Their new comments are still rejected with `author_banned`, though nothing stored names them.
+    """
+
+    __tablename__ = "anonymised_bans"
+
+    author_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServerKey(Base):
+    """A secret the service generated for itself once; unlike the secret key it never rotates."""
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Term(Base):
     """An entry of the word lists: `banned` terms reject, `suspect` terms hold for review."""
 
@@ -156,6 +186,8 @@ class FeedbackLabel(Base):
     source: Mapped[str] = mapped_column(String(32))
     external_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the text as `moderation.text.text_fingerprint` normalises it: erasure finds an author's texts.
+    text_key: Mapped[str] = mapped_column(String(64), index=True)
     label: Mapped[int] = mapped_column(Integer)
     attribute: Mapped[str] = mapped_column(String(32))
     client_token: Mapped[str | None] = mapped_column(String(200))

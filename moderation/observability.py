@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+import traceback
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.exc import DBAPIError
 
 from moderation.extensions import db
 from moderation.metrics import LATENCY, REQUESTS
@@ -28,6 +30,51 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Extra fields a log call may attach; anything else is dropped so nothing personal slips in.
 LOG_FIELDS = ("request_id", "method", "route", "status", "duration_ms", "model_version", "detail", "comment_id",
               "key_id", "error", "path", "version", "workers")
+
+# Database drivers whose messages may quote stored values (PostgreSQL's "DETAIL: Key (text)=(...)").
+DRIVER_MODULES = {"sqlite3", "psycopg", "psycopg2"}
+
+
+def _first_line(error: BaseException) -> str:
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    return primary or (str(error).splitlines() or [""])[0]
+
+
+def _database_message(error: BaseException) -> str | None:
+    """Return a database error's message without the values it may quote, or None for any other error."""
+    if isinstance(error, DBAPIError):
+        orig = error.orig
+        return f"({type(orig).__module__}.{type(orig).__qualname__}) {_first_line(orig)}\n[SQL: {error.statement}]"
+    if type(error).__module__.split(".")[0] in DRIVER_MODULES:
+        return _first_line(error)
+    return None
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """Return the exception and the ones it came from, outermost first, as `traceback` would print them."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ if current.__cause__ is not None else (
+            None if current.__suppress_context__ else current.__context__)
+    return chain
+
+
+def format_exception(error: BaseException) -> str:
+    """Format an exception and its causes like `traceback`, but database errors with their first line only.
+
+    SQLAlchemy's bound parameters are hidden by the engine (hide_parameters); this also drops the lines a
+    driver adds about the offending row, such as PostgreSQL's DETAIL with a duplicate key's value.
+    """
+    blocks = []
+    for item in reversed(_chain(error)):
+        message = _database_message(item)
+        last = ("".join(traceback.format_exception_only(type(item), item)) if message is None
+                else f"{type(item).__module__}.{type(item).__qualname__}: {message}\n")
+        blocks.append("Traceback (most recent call last):\n" + "".join(traceback.format_tb(item.__traceback__)) + last)
+    return "\nThe above exception led to the following exception:\n\n".join(blocks).rstrip("\n")
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
@@ -56,6 +103,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        """Format the exception; one that is or came from a database error without the values it quotes."""
+        error = ei[1]
+        if error is not None and any(_database_message(e) is not None for e in _chain(error)):
+            return format_exception(error)
+        return super().formatException(ei)
 
 
 def configure_logging(level: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from html.parser import HTMLParser
@@ -56,3 +57,13 @@ def html_to_text(html: str) -> str:
     parser.close()
     text = re.sub(r"[ \t]+", " ", "".join(parser.parts))
     return clean_text(re.sub(r"\n\s*\n+", "\n", text))
+
+
+def text_fingerprint(text: str) -> str:
+    """Return the SHA-256 of a text with case, compatibility forms and all whitespace folded away.
+
+    The same comment comes back from an integration as HTML or plain text, with other line breaks:
+    its fingerprint stays the same, so erasure finds every copy of an author's texts.
+    """
+    folded = unicodedata.normalize("NFKC", clean_text(text)).casefold()
+    return hashlib.sha256("".join(folded.split()).encode("utf-8", "surrogatepass")).hexdigest()

@@ -175,3 +175,63 @@ def test_reports_on_unknown_or_unpublished_comments(client, auth, count_rows):
 def test_reports_need_backend_role(client, auth):
     comment = published(client, auth)
     assert_error(report(client, {"backend": auth["moderator"]}, comment["id"], "r1"), 403, "forbidden")
+
+
+def reported_queue(client, auth):
+    return client.get("/v1/moderation/queue", headers=auth["moderator"], query_string={"queue": "reported"}).json
+
+
+def decide(client, headers, comment_id, decision="approve"):
+    response = client.post(f"/v1/moderation/comments/{comment_id}/decision", headers=headers,
+                           json={"decision": decision})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+@pytest.mark.parametrize("first_approval", ["after_reports", "from_premoderation"])
+def test_reports_after_a_moderators_approval_reach_the_reported_queue(client, auth, first_approval):
+    # Threshold 3: a moderator's approval resets the count; the comment stays published throughout.
+    if first_approval == "after_reports":
+        comment = published(client, auth)
+        for reader in ("r1", "r2", "r3"):
+            report(client, auth, comment["id"], reader)
+        assert [c["id"] for c in reported_queue(client, auth)["comments"]] == [comment["id"]]
+    else:
+        client.put("/v1/articles/artikel-1/settings", headers=auth["moderator"],
+                   json={"comments_open": True, "premoderation": True})
+        comment = submit(client, auth, text=FRIENDLY[1])
+        assert comment["status"] == "pending"
+    decide(client, auth["moderator"], comment["id"])
+    assert reported_queue(client, auth)["total"] == 0
+    below = [report(client, auth, comment["id"], reader) for reader in ("r4", "r5")]
+    assert [r.json["comment_status"] for r in below] == ["approved", "approved"]
+    assert reported_queue(client, auth)["total"] == 0
+    at = report(client, auth, comment["id"], "r6", reason="spam")
+    assert at.status_code == 201 and at.json["comment_status"] == "approved"
+    queue = reported_queue(client, auth)
+    assert [c["id"] for c in queue["comments"]] == [comment["id"]] and queue["total"] == 1
+    assert queue["comments"][0]["status"] == "approved"
+    # It stays published while it waits, and counts in the figures as a reported comment.
+    assert [c["id"] for c in client.get("/v1/articles/artikel-1/comments").json["comments"]] == [comment["id"]]
+    assert client.get("/v1/moderation/stats", headers=auth["moderator"]).json["queues"]["reported"] == 1
+    # Any moderator may review it again (the earlier approval is not someone else's claim on it).
+    taken_down = decide(client, auth["admin"], comment["id"], "reject")
+    assert taken_down["status"] == "rejected"
+    assert reported_queue(client, auth)["total"] == 0
+    assert client.get("/v1/articles/artikel-1/comments").json["total"] == 0
+
+
+def test_reports_after_approval_below_threshold_leave_it_alone_and_approval_resets_again(client, auth):
+    comment = published(client, auth)
+    for reader in ("r1", "r2", "r3"):
+        report(client, auth, comment["id"], reader)
+    decide(client, auth["moderator"], comment["id"])
+    for reader in ("r4", "r5", "r6"):
+        report(client, auth, comment["id"], reader)
+    assert reported_queue(client, auth)["total"] == 1
+    decide(client, auth["moderator"], comment["id"])  # kept a second time
+    assert reported_queue(client, auth)["total"] == 0
+    report(client, auth, comment["id"], "r7")
+    report(client, auth, comment["id"], "r8")
+    assert reported_queue(client, auth)["total"] == 0
+    assert client.get(f"/v1/comments/{comment['id']}", headers=auth["backend"]).json["status"] == "approved"

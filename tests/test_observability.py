@@ -59,3 +59,60 @@ def test_formatter_drops_unknown_extras(level):
     record.request_id = "r1"
     entry = json.loads(JsonFormatter().format(record))
     assert entry["request_id"] == "r1" and SECRET not in json.dumps(entry)
+
+
+# Ways a comment's INSERT fails inside the database itself, on either engine: a trigger that refuses it,
+# and a unique index the text breaks (PostgreSQL then quotes the stored value in its DETAIL line).
+FAILURES = {
+    "trigger": {
+        "sqlite": ["CREATE TRIGGER refuse_comments BEFORE INSERT ON comments "
+                   "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+        "postgresql": ["CREATE FUNCTION refuse_comments() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+                       "CREATE TRIGGER refuse_comments BEFORE INSERT ON comments FOR EACH ROW "
+                       "EXECUTE FUNCTION refuse_comments()"],
+    },
+    "unique_text": {
+        "sqlite": ["CREATE UNIQUE INDEX test_unique_text ON comments (text)"],
+        "postgresql": ["CREATE UNIQUE INDEX test_unique_text ON comments (text)"],
+    },
+}
+UNDO = ["DROP TRIGGER IF EXISTS refuse_comments ON comments", "DROP FUNCTION IF EXISTS refuse_comments()",
+        "DROP INDEX IF EXISTS test_unique_text"]
+
+
+@pytest.fixture
+def failing_inserts(app):
+    """Install a database-side failure for comment INSERTs (PostgreSQL's test database outlives the test)."""
+    engine = app.extensions["moderation.db"][0]
+
+    def install(kind: str) -> None:
+        with engine.begin() as conn:
+            for statement in FAILURES[kind][engine.dialect.name]:
+                conn.exec_driver_sql(statement)
+
+    yield install
+    with engine.begin() as conn:
+        for statement in UNDO if engine.dialect.name == "postgresql" else UNDO[2:]:
+            conn.exec_driver_sql(statement)
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS refuse_comments")
+
+
+@pytest.mark.parametrize("kind", list(FAILURES))
+def test_database_errors_log_no_text_names_or_ids(client, auth, caplog, failing_inserts, kind):
+    if kind == "unique_text":  # the stored comment whose text the next one repeats
+        submit(client, auth, text=SECRET, author_name="Zora Quittenbaum", author="zora-1")
+    failing_inserts(kind)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    response = client.post("/v1/articles/artikel-1/comments", headers=auth["backend"],
+                           json={"author_id": "zora-2", "author_name": "Zora Quittenbaum", "text": SECRET})
+    assert response.status_code == 500 and response.json["error"]["code"] == "internal_error"
+    formatter = JsonFormatter()
+    errors = [record for record in caplog.records if record.getMessage() == "database_error"]
+    assert len(errors) == 1 and errors[0].exc_info  # logged, with its traceback, for the operator
+    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    assert "comments" in logged  # the statement and table stay visible
+    for secret in ("Quittenbaum", "Geheimtext", "zora-1", "zora-2"):
+        assert secret not in logged, secret

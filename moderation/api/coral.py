@@ -12,7 +12,7 @@ from flask_smorest import abort
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from moderation.api.auth import Blueprint
-from moderation.api.schemas import ErrorSchema
+from moderation.api.schemas import ErrorSchema, author_id_field
 from moderation.errors import ArticleClosed, DuplicateComment
 from moderation.extensions import classifier, db
 from moderation.metrics import COMMENTS
@@ -38,7 +38,7 @@ class CoralComment(_Lenient):
 
 
 class CoralAuthor(_Lenient):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = author_id_field()  # cleaned like our API's author ids, so erasure and bans reach them
     role = fields.String(required=True)
 
 

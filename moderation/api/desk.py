@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint, current_key
 from moderation.api.comments import checked_article_id
-from moderation.api.schemas import CleanText, ErrorSchema
+from moderation.api.schemas import AuthorQuery, CleanText, ErrorSchema, checked_author_id
 from moderation.extensions import db
 from moderation.models import REPORT_REASONS
 from moderation.services import articles, authors, reports, wordlists
@@ -60,21 +60,41 @@ class ReportOut(Schema):
     comment_status = fields.String(required=True)
 
 
+@blp.route("/moderation/authors/ban")
+class BanById(MethodView):
+    @blp.response(200, BanOut)
+    @blp.requires(MODERATOR, ADMIN)
+    @blp.arguments(AuthorQuery, location="query")
+    @blp.arguments(BanIn())
+    def put(self, query: dict[str, str], data: dict[str, Any]) -> Any:
+        """Ban an author named in the query (any id, `/` and all): their new comments are rejected."""
+        return authors.ban_author(db.session, query["author_id"], moderator=current_key().name, **data)
+
+    @blp.response(204)
+    @blp.requires(MODERATOR, ADMIN)
+    @blp.arguments(AuthorQuery, location="query")
+    @blp.alt_response(404, schema=ErrorSchema, description="The author is not banned")
+    def delete(self, query: dict[str, str]) -> None:
+        """Lift the ban of an author named in the query, also one kept after their erasure."""
+        authors.lift_ban(db.session, query["author_id"])
+
+
 @blp.route("/moderation/authors/<author_id>/ban")
 class Ban(MethodView):
     @blp.response(200, BanOut)
     @blp.requires(MODERATOR, ADMIN)
     @blp.arguments(BanIn())
     def put(self, data: dict[str, Any], author_id: str) -> Any:
-        """Ban an author: their new comments are rejected with `author_banned`."""
-        return authors.ban_author(db.session, author_id, moderator=current_key().name, **data)
+        """Ban an author: their new comments are rejected with `author_banned` (ids with `/`: ?author_id=)."""
+        return authors.ban_author(db.session, checked_author_id(author_id), moderator=current_key().name, **data)
 
     @blp.response(204)
     @blp.requires(MODERATOR, ADMIN)
     @blp.alt_response(404, schema=ErrorSchema, description="The author is not banned")
+    @blp.alt_response(422, schema=ErrorSchema, description="Not an author id")
     def delete(self, author_id: str) -> None:
-        """Lift an author's ban."""
-        authors.lift_ban(db.session, author_id)
+        """Lift an author's ban, also one kept after their erasure."""
+        authors.lift_ban(db.session, checked_author_id(author_id))
 
 
 @blp.route("/moderation/wordlists")

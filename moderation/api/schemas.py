@@ -7,7 +7,10 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
+from moderation.errors import InvalidInput
 from moderation.text import MAX_ID, clean_text
+
+AUTHOR_ID_LENGTH = 200
 
 
 class CleanText(fields.String):
@@ -27,6 +30,26 @@ class CleanText(fields.String):
         return text
 
 
+def author_id_field(**kwargs: Any) -> CleanText:
+    """Return the author id field, cleaned as intake cleans it: any other spelling would miss stored rows."""
+    return CleanText(limit=AUTHOR_ID_LENGTH, required=True, **kwargs)
+
+
+class AuthorQuery(Schema):
+    """An author named in the query string: any id intake stores can be sent there, `/` and all."""
+
+    author_id = author_id_field(metadata={"description": "The site's id of the reader, URL-encoded.",
+                                          "example": "leser-4711"})
+
+
+def checked_author_id(raw: str) -> str:
+    """Return an author id taken from a URL path, cleaned like intake cleans it, or raise a 422."""
+    try:
+        return AuthorQuery().load({"author_id": raw})["author_id"]
+    except ValidationError as error:
+        raise InvalidInput("author_id is not a valid author id", fields=error.messages) from None
+
+
 class ErrorDetail(Schema):
     code = fields.String(required=True, metadata={"example": "validation_failed"})
     message = fields.String(required=True)
@@ -43,8 +66,8 @@ class ErrorSchema(Schema):
 class CommentIn(Schema):
     """A reader comment as the site's backend submits it."""
 
-    author_id = CleanText(limit=200, required=True,
-                          metadata={"description": "The site's stable id of the reader.", "example": "leser-4711"})
+    author_id = author_id_field(metadata={"description": "The site's stable id of the reader.",
+                                          "example": "leser-4711"})
     author_name = CleanText(limit_key="MAX_AUTHOR_NAME_LENGTH", required=True, metadata={"example": "Leserin K."})
     text = CleanText(limit_key="MAX_TEXT_LENGTH", required=True,
                      metadata={"example": "Danke für den ausgewogenen Artikel!"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
@@ -43,8 +43,10 @@ def _first_routing():
 def queue_sizes(session: Session) -> dict[str, int]:
     """Return how many comments wait in each queue."""
     sizes = {"pending": 0, "reported": 0}
+    # Reported comments a moderator had approved wait while still published (status approved).
+    waiting = or_(Comment.status == PENDING, and_(Comment.status == APPROVED, Comment.reported.is_(True)))
     for reported, count in session.execute(
-        select(Comment.reported, func.count()).where(Comment.status == PENDING).group_by(Comment.reported)
+        select(Comment.reported, func.count()).where(waiting).group_by(Comment.reported)
     ):
         sizes["reported" if reported else "pending"] = count
     return sizes

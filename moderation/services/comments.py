@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, String, bindparam, exists, func, insert, select
+from sqlalchemy import Row, String, bindparam, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from moderation.db import UTCDateTime, begin_write, note_comments_changed, utcno
 from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReused, InvalidInput, NotFound
 from moderation.ml import LoadedModel
 from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, IdempotencyKey, ModerationAction
-from moderation.services.authors import ban_in_force
+from moderation.services.authors import anonymised_ban_in_force, author_pseudonym, ban_in_force
 from moderation.services.routing import Routing, Rules, Thresholds, route
 from moderation.services.wordlists import load_matcher
 
@@ -126,7 +126,8 @@ _CHECKS = select(
     select(Comment.id).where(Comment.author_id == _AUTHOR, Comment.article_id == Article.id,
                              Comment.created_at >= bindparam("since"), Comment.text == bindparam("text"))
     .limit(1).scalar_subquery().label("original_id"),
-    exists().where(ban_in_force(_AUTHOR, _NOW)).label("author_banned"),
+    or_(exists().where(ban_in_force(_AUTHOR, _NOW)),
+        exists().where(anonymised_ban_in_force(bindparam("author_key", type_=String), _NOW))).label("author_banned"),
     # NULL when there is no parent or no such comment.
     select(Comment.article_id).where(Comment.id == bindparam("parent_id")).scalar_subquery().label("parent_article"),
 ).where(Article.external_id == bindparam("external_id"))
@@ -136,23 +137,25 @@ _INSERT_IDEMPOTENCY = insert(IdempotencyKey)
 
 
 def _article_and_checks(session: Session, article_id: str, new: NewComment, now: datetime,
-                        duplicate_window: timedelta) -> Row[Any] | None:
+                        duplicate_window: timedelta, author_key: str | None = None) -> Row[Any] | None:
     """Return (id, comments_open, premoderation, original_id, author_banned, parent_article) of the article,
-    or None for an unknown article. A Core statement: no ORM objects are built on this path."""
+    or None for an unknown article. A Core statement: no ORM objects are built on this path.
+
+    `author_key` is the author's pseudonym, under which the ban of an erased author is kept."""
     return session.connection().execute(_CHECKS, {
         "external_id": article_id, "author_id": new.author_id, "text": new.text, "now": now,
-        "since": now - duplicate_window, "parent_id": new.parent_id,
+        "since": now - duplicate_window, "parent_id": new.parent_id, "author_key": author_key,
     }).one_or_none()
 
 
 def _checks_and_routing(session: Session, toxicity: float, thresholds: Thresholds, article_id: str,
                         new: NewComment, now: datetime, duplicate_window: timedelta,
-                        terms: dict[str, list[str]]) -> tuple[Row[Any], Routing]:
+                        terms: dict[str, list[str]], author_key: str | None) -> tuple[Row[Any], Routing]:
     """Check the submission against its article and author; return the checks and the route."""
-    checks = _article_and_checks(session, article_id, new, now, duplicate_window)
+    checks = _article_and_checks(session, article_id, new, now, duplicate_window, author_key)
     if checks is None:  # the article's first comment
         get_or_create_article(session, article_id)
-        checks = _article_and_checks(session, article_id, new, now, duplicate_window)
+        checks = _article_and_checks(session, article_id, new, now, duplicate_window, author_key)
     if not checks.comments_open:
         raise ArticleClosed(f"comments on article {article_id!r} are closed")
     if new.parent_id is not None and checks.parent_article != checks.id:
@@ -183,6 +186,8 @@ def submit_comment(
     score = model.score(new.text, explain=False)
     # Before the write transaction, like scoring: on SQLite every other writer waits while it is open.
     terms = load_matcher(session).find_all(new.text)
+    # Once the key is known this is a hash, not a query.
+    author_key = author_pseudonym(session, new.author_id)
     begin_write(session)
     try:  # on SQLite the write lock is held from here: every way out before the inserts releases it
         if idempotency is not None and (first := _replay(session, idempotency)) is not None:
@@ -190,7 +195,7 @@ def submit_comment(
             return Submission(first, replayed=True)
         now = utcnow()
         checks, routing = _checks_and_routing(session, score.toxicity, thresholds, article_id, new, now,
-                                              duplicate_window, terms)
+                                              duplicate_window, terms, author_key)
     except BaseException:
         session.rollback()
         raise

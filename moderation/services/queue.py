@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.db import begin_write, utcnow
-from moderation.errors import Conflict, InvalidInput
+from moderation.errors import CommentErased, Conflict, InvalidInput
 from moderation.models import APPROVED, PENDING, REJECTED, Article, Comment, ModerationAction, Report
 from moderation.services.authors import AuthorHistory, histories
 from moderation.services.comments import find_article, get_comment
@@ -38,8 +38,14 @@ class QueuePage:
     total: int
 
 
-def _in_queue(queue: str):
-    return and_(Comment.status == PENDING, Comment.reported.is_(queue == REPORTED_QUEUE))
+def _in_queue(queue: str) -> ColumnElement[bool]:
+    """Return the condition for a comment waiting in `queue`.
+
+    The reported queue also holds published comments: those a moderator approved before new reports came in.
+    """
+    if queue == REPORTED_QUEUE:
+        return and_(Comment.status.in_((PENDING, APPROVED)), Comment.reported.is_(True))
+    return and_(Comment.status == PENDING, Comment.reported.is_(False))
 
 
 def _encode(sort: str, comment: Comment) -> str:
@@ -137,15 +143,19 @@ def decide(
 ) -> Comment:
     """Approve or reject a comment as `moderator`, with an audit row.
 
-    Refuses (409) a comment another moderator already decided or holds a live claim on, unless `force`.
+    Refuses (409) a comment another moderator already decided or holds a live claim on, unless `force`,
+    and always the tombstone of an erased comment (publishing it would undo nothing but the erasure's audit).
     Taking down an approved comment and restoring a rejected one are decisions like any other.
     """
     begin_write(session)
     comment = get_comment(session, comment_id)
+    if comment.erased:
+        raise CommentErased(f"comment {comment_id} was erased at its author's request; there is nothing to decide")
     target = DECISIONS[decision]
     now = utcnow()
     if not force:
-        if comment.decided_by is not None and comment.decided_by != moderator:
+        # A comment back in the reported queue is anyone's to review again, whoever approved it before.
+        if comment.decided_by not in (None, moderator) and not comment.reported:
             raise Conflict(f"comment {comment_id} was already decided ({comment.status}) by {comment.decided_by}; "
                            "send force=true to overrule")
         if comment.claimed_by not in (None, moderator) and comment.claimed_until and comment.claimed_until > now:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
 from moderation.db import database_unavailable, utcnow
-from moderation.errors import ArticleClosed, Conflict, DuplicateComment, ModerationError
+from moderation.errors import ArticleClosed, CommentErased, Conflict, DuplicateComment, ModerationError
 from moderation.extensions import db
 from moderation.models import ApiKey
 from moderation.services import web_sessions
@@ -164,6 +164,9 @@ def _domain_error(error: ModerationError) -> Any:
         return error_page(409, "Die Kommentare zu diesem Artikel sind geschlossen.", "Kommentare geschlossen")
     if isinstance(error, DuplicateComment):
         return error_page(409, "Diesen Kommentar haben Sie eben schon abgeschickt.", "Doppelter Kommentar")
+    if isinstance(error, CommentErased):
+        return error_page(409, "Dieser Kommentar wurde auf Wunsch seines Autors gelöscht und kann weder "
+                               "freigegeben noch abgelehnt werden.", "Kommentar gelöscht")
     if isinstance(error, Conflict):
         log.info("web_conflict", extra={"detail": error.message})
         return error_page(409)

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from moderation import web
 from moderation.extensions import db
 from moderation.models import APPROVED, PENDING, REJECTED, Comment, ModerationAction
+from moderation.services import privacy, reports
 from moderation.services import queue as queue_service
-from moderation.services import reports
 from moderation.services.keys import revoke_key
 from tests.web.conftest import csrf_from, session_csrf, sign_in
 
@@ -223,6 +223,24 @@ def test_conflict_is_rendered_in_german(app, moderator, seed):
     assert script.status_code == 409 and "von jemand anderem entschieden" in script.json["message"]
     comment, actions = comment_row(app, comment_id)
     assert comment.status == REJECTED and actions[-1].moderator == "bernd"
+
+
+def test_an_erased_comment_cannot_be_approved_from_the_page(app, moderator, seed, count_rows):
+    comment_id = seed("Mein Nachbar Herbert ist ein Depp.", author="zora-77")
+    with app.app_context():
+        queue_service.decide(db.session, comment_id, "test-moderator", decision="approve")
+        privacy.erase_author(db.session, "zora-77", admin="test-admin")
+    before = count_rows()
+    form = moderator.post(f"/moderation/comments/{comment_id}/decision",
+                          data={"decision": "approve", "csrf_token": session_csrf(moderator)})
+    assert form.status_code == 409 and form.content_type.startswith("text/html")
+    assert "auf Wunsch seines Autors gelöscht" in form.text
+    script = moderator.post(f"/moderation/comments/{comment_id}/decision", data={"decision": "approve"},
+                            headers={**FETCH, "X-CSRF-Token": session_csrf(moderator)})
+    assert script.status_code == 409 and "gelöscht" in script.json["message"]
+    assert count_rows() == before
+    comment, _ = comment_row(app, comment_id)
+    assert comment.status == REJECTED and comment.text == ""
 
 
 def test_unknown_comment_is_german_404(moderator):
