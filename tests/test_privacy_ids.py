@@ -149,22 +149,22 @@ def test_openapi_documents_the_query_routes(client):
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_at_0005(request, tmp_path):
+def database_before_erasure(request, tmp_path):
     """A database migrated to the revision before erasure's, as an existing deployment has it."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
-        command.upgrade(alembic_config(url), "0005")
+        command.upgrade(alembic_config(url), "0006")
         yield url
         return
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL tests skipped: set MODERATION_TEST_POSTGRES_URL (`.ci/run` does)")
     with scratch_postgres_database("moderation_0007") as url:
-        command.upgrade(alembic_config(url), "0005")
+        command.upgrade(alembic_config(url), "0006")
         yield url
 
 
-def test_the_migration_fingerprints_feedback_and_cleans_stored_author_ids(database_at_0005):
-    engine = make_engine(database_at_0005)
+def test_the_migration_fingerprints_feedback_and_cleans_stored_author_ids(database_before_erasure):
+    engine = make_engine(database_before_erasure)
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO articles (id, external_id, comments_open, premoderation, created_at) "
@@ -180,7 +180,7 @@ def test_the_migration_fingerprints_feedback_and_cleans_stored_author_ids(databa
         conn.execute(text("INSERT INTO feedback_labels (source, external_id, text, label, attribute, created_at, "
                           "updated_at) VALUES ('perspective', 'c-1', 'Ein  Text', 1, 'TOXICITY', :now, :now)"),
                      {"now": now})
-    command.upgrade(alembic_config(database_at_0005), "head")
+    command.upgrade(alembic_config(database_before_erasure), "head")
     with engine.connect() as conn:
         assert sorted(conn.execute(text("SELECT author_id FROM comments")).scalars()) == [
             "coral-7", "coral-7", "plain-1"]
