@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
+import os
 import shutil
 import weakref
+from pathlib import Path
+from types import SimpleNamespace
 
+import joblib
 import numpy as np
 import pytest
 import sklearn
@@ -105,6 +110,50 @@ def test_hash_mismatch_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ModelError, match="SHA-256 mismatch") as info:
         load_model(model_dir)
     assert str(model_dir / "model.joblib") in str(info.value)
+
+
+class _Planted:
+    """A pickle that, when unpickled, creates a folder: proof that its bytes were run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_an_artifact_swapped_right_after_hashing_is_never_unpickled(tiny_model_dir, tmp_path, monkeypatch):
+    """Whoever can write the folder replaces the artifact the moment its hash has been computed; the
+    loader must unpickle the bytes it hashed, not open the file again (that was code execution)."""
+    from moderation.ml import model as model_module
+
+    model_dir = _copy(tiny_model_dir, tmp_path)
+    marker = tmp_path / "planted-code-ran"
+    planted = tmp_path / "planted.joblib"
+    joblib.dump(_Planted(marker), planted)
+    swaps = []
+
+    class SwapAfterHashing:
+        def __init__(self, data: bytes = b"") -> None:
+            self.digest = hashlib.sha256(data)
+
+        def update(self, data: bytes) -> None:
+            self.digest.update(data)
+
+        def hexdigest(self) -> str:
+            if not swaps:  # the attacker's moment: the hash is known, loading has not begun
+                os.replace(planted, model_dir / "model.joblib")
+                swaps.append(True)
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(model_module, "hashlib", SimpleNamespace(sha256=SwapAfterHashing))
+    try:
+        loaded = load_model(model_dir)
+    finally:  # checked even when loading failed: the planted code must not have run either way
+        assert swaps == [True]  # the file on disk really was swapped
+        assert not marker.exists(), "the swapped-in artifact was unpickled: its code ran"
+    assert loaded.version == json.loads((tiny_model_dir / "metadata.json").read_text())["version"]
+    assert loaded.score("Du bist ein Idiot").offensive
 
 
 def test_the_same_bytes_load_once_while_held_and_are_still_hash_checked(tiny_model_dir, tmp_path):
