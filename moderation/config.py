@@ -12,6 +12,7 @@ PREFIX = "MODERATION_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "model"
+DEFAULT_MODEL_STORE = DEFAULT_INSTANCE_DIR / "models"
 DEV_SECRET_KEY = "dev-only-not-secret"
 
 
@@ -66,12 +67,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ENV", str, "development", "`production` refuses to start without a secret key and a database URL."),
     Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default `sqlite:///instance/moderation.db`. "
             "PostgreSQL: `postgresql+psycopg://user@host/db`."),
-    Setting("MODEL_DIR", str, None, "Folder of the serving model (artifact + metadata.json); default `model/`."),
+    Setting("MODEL_DIR", str, None, "Folder of the shipped model (artifact + metadata.json), read-only; it serves "
+            "while the model store names no version; default `model/`."),
+    Setting("MODEL_STORE", str, None, "Writable folder of retrained and promoted versions (`retrain`, `models`); "
+            "its CURRENT serves; default `instance/models/`."),
     Setting("SECRET_KEY", str, None, "Signs session cookies; required in production."),
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
-            "How often each worker checks MODEL_DIR/CURRENT for a promoted version (0: never)."),
+            "How often each worker checks MODEL_STORE/CURRENT for a promoted version (0: never)."),
     Setting("APPROVE_THRESHOLD", _fraction, None,
             "Toxicity below this publishes at once; default: the model's calibrated value."),
     Setting("REJECT_THRESHOLD", _fraction, None,
@@ -130,6 +134,7 @@ def finalize(config: dict[str, Any]) -> None:
             raise ConfigError("production needs " + " and ".join(missing) + " to be set")
     config["DATABASE_URL"] = config.get("DATABASE_URL") or default_database_url()
     config["MODEL_DIR"] = str(config.get("MODEL_DIR") or DEFAULT_MODEL_DIR)
+    config["MODEL_STORE"] = str(config.get("MODEL_STORE") or DEFAULT_MODEL_STORE)
     config["SECRET_KEY"] = config.get("SECRET_KEY") or DEV_SECRET_KEY
     approve, reject = config.get("APPROVE_THRESHOLD"), config.get("REJECT_THRESHOLD")
     if approve is not None and reject is not None and approve > reject:

@@ -18,7 +18,7 @@ import sklearn
 
 from moderation.ml import Highlight, ModelError, Score, load_model, train_and_save
 from moderation.ml.model import file_sha256
-from moderation.ml.registry import load_serving, load_version, promote
+from moderation.ml.registry import ModelStore
 
 from .conftest import OBFUSCATED, TINY, random_texts
 
@@ -190,18 +190,19 @@ def test_a_dropped_model_is_freed_at_once_and_loaded_anew(tiny_model_dir, tmp_pa
 def test_a_version_folder_must_hold_the_version_it_is_named_after(tiny_model_dir, tmp_path):
     version = json.loads((tiny_model_dir / "metadata.json").read_text())["version"]
     root = tmp_path / "root"
+    store = ModelStore(root, tmp_path / "no-shipped-model")
     shutil.copytree(tiny_model_dir, root / "versions" / "2020.01.01-abcdef0")
     (root / "CURRENT").write_text("2020.01.01-abcdef0\n")
     message = f"should hold version 2020.01.01-abcdef0 but its metadata says {version}"
-    for load in (load_model, load_serving, lambda r: load_version(r, "2020.01.01-abcdef0")):
+    for load in (load_model, lambda r: store.load_serving(), lambda r: store.load_version("2020.01.01-abcdef0")):
         with pytest.raises(ModelError, match=message):
             load(root)
     with pytest.raises(ModelError, match=message):
-        promote(root, "2020.01.01-abcdef0", reason="test")
+        store.promote("2020.01.01-abcdef0", reason="test")
     assert not (root / "HISTORY.jsonl").exists()
     (root / "versions" / "2020.01.01-abcdef0").rename(root / "versions" / version)
-    promote(root, version, reason="test")
-    assert load_model(root).version == load_serving(root).version == version
+    store.promote(version, reason="test")
+    assert load_model(root).version == store.load_serving().version == version
 
 
 def test_sklearn_version_mismatch_is_reported(tiny_model_dir, tmp_path):
