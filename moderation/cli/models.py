@@ -53,7 +53,7 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
             result = run(session, models, base=base, since=since, report_dir=report_dir, max_leak=max_leak,
                          min_reject_precision=min_reject_precision, tolerance=tolerance, force=force,
                          force_reason=reason, seed=seed, progress=_progress)
-    except (ValueError, ModelError) as exc:
+    except (ValueError, ModelError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     held = result["routing"]["held_out"]
     click.echo(json.dumps({
@@ -77,7 +77,7 @@ def list_(store: str | None) -> None:
     models = model_store(store)
     try:
         versions = models.versions()
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     for info in versions:
         f1 = f"{info.macro_f1:.4f}" if info.macro_f1 is not None else "   -  "
@@ -96,7 +96,7 @@ def promote_(version: str, store: str | None, reason: str) -> None:
     """Serve VERSION from the store, or the shipped model by its version (checked to load first)."""
     try:
         entry = model_store(store).promote(version, reason=reason)
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"serving {entry['version']} (was {entry['previous']})")
 
@@ -107,7 +107,7 @@ def rollback_(store: str | None) -> None:
     """Serve the version that served before the current one."""
     try:
         entry = model_store(store).rollback()
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"serving {entry['version']} (was {entry['previous']})")
 
@@ -120,7 +120,7 @@ def import_(folder: str, store: str | None) -> None:
     models = model_store(store)
     try:
         version = models.add(folder)
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"stored {version} in {models.root}; serve it with `python -m moderation models promote {version}`")
 
@@ -135,6 +135,6 @@ def export(version: str | None, out_dir: str, store: str | None) -> None:
     models = model_store(store)
     try:
         written = models.export(version or models.serving_version(), out_dir)
-    except ModelError as exc:
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {written}")

@@ -159,7 +159,8 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
 def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> LoadedModel:
     """Load a model folder, refusing an artifact whose SHA-256 differs from the recorded one.
 
-    A model root with versions (see `moderation.ml.registry`) loads its serving version, and refuses
+    The artifact is read once; the bytes that were hashed are the bytes unpickled. A model store (a
+    folder with CURRENT, see `moderation.ml.registry`) loads its serving version, and refuses
     a version folder whose metadata names another version (as it does with `expect_version`). The
     model returned may be shared with other holders in this process: treat it as read-only.
     """
