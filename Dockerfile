@@ -15,10 +15,14 @@ RUN useradd --create-home --uid 10001 moderation
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY --chown=moderation:moderation moderation/ moderation/
-COPY --chown=moderation:moderation model/ model/
-COPY --chown=moderation:moderation wsgi.py gunicorn.conf.py boot.sh ./
-RUN mkdir instance && chown moderation:moderation instance
+# Code and the shipped model stay root's and read-only to the service user: a write there would be code
+# run by every worker (the model is a pickle). It writes only instance/: the SQLite database and the
+# model store (MODERATION_MODEL_STORE, default instance/models), a volume so promotions survive the container.
+COPY moderation/ moderation/
+COPY model/ model/
+COPY wsgi.py gunicorn.conf.py boot.sh ./
+RUN mkdir -p instance/models && chown -R moderation:moderation instance
+VOLUME ["/app/instance"]
 
 USER 10001
 EXPOSE 8000

@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from moderation.ml.registry import load_serving
+from moderation.ml import load_model
 
 _FIND = ("SELECT a.id, (SELECT c.id FROM comments c WHERE c.author_id = {p} AND c.article_id = a.id "
          "AND c.created_at >= {p} AND c.text = {p} LIMIT 1) FROM articles a WHERE a.external_id = {p}")
@@ -108,7 +108,7 @@ def create_app() -> Flask:
     """Build the floor app on the environment's database and model."""
     app = Flask(__name__)
     app.extensions["moderation.db"] = (_NoEngine(), None)
-    model = load_serving(os.environ.get("MODERATION_MODEL_DIR", "model"))
+    model = load_model(os.environ.get("MODERATION_MODEL_DIR", "model"))
     store = _Store(os.environ["MODERATION_DATABASE_URL"])
     authorization = f"Bearer {os.environ['FLOOR_TOKEN']}"
 

@@ -82,8 +82,10 @@ def server_env(tmp: Path, name: str, port: int, **extra: str) -> dict[str, str]:
     """The environment of one gunicorn: gunicorn.conf.py's defaults pinned, metrics and log under `tmp`."""
     metrics = tmp / f"{name}-metrics"
     metrics.mkdir()
+    # An empty model store of its own: the figures are the shipped model's, not a local promotion's.
     return service_env(PORT=str(port), WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
-                       PROMETHEUS_MULTIPROC_DIR=str(metrics), SERVER_LOG=str(tmp / f"{name}.log"), **extra)
+                       PROMETHEUS_MULTIPROC_DIR=str(metrics), SERVER_LOG=str(tmp / f"{name}.log"),
+                       MODERATION_MODEL_STORE=str(tmp / f"{name}-store"), **extra)
 
 
 def create_key(env: dict[str, str], role: str) -> str:

@@ -1,6 +1,7 @@
 """Flask extension holding the serving model, its routing thresholds, and their hot reload.
 
-Each process polls the model root's CURRENT pointer (at most every MODEL_RELOAD_SECONDS, on a request)
+The serving model is the model store's CURRENT version, or the shipped model while the store names
+none. Each process polls the store's CURRENT pointer (at most every MODEL_RELOAD_SECONDS, on a request)
 and loads a newly promoted version in a background thread; requests keep scoring with the old model
 until the new one is loaded and verified, then switch between two requests. A version that fails to
 load (missing, tampered, broken) is refused: the old model keeps serving and the error is logged and
@@ -13,7 +14,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
@@ -21,7 +21,7 @@ from flask import Flask, current_app
 from moderation.config import PREFIX, ConfigError
 from moderation.metrics import MODEL, SCORING
 from moderation.ml import LoadedModel, ModelError, Score
-from moderation.ml.registry import load_serving, load_version, read_pointer
+from moderation.ml.registry import ModelStore
 from moderation.services.routing import Thresholds
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,11 @@ def settle_thresholds(model: LoadedModel, config: dict) -> Thresholds:
 class ModelHolder:
     """One app's serving model and the state of its reloads."""
 
-    def __init__(self, root: Path, config: dict) -> None:
-        self.root, self.config = root, dict(config)
+    def __init__(self, store: ModelStore, config: dict) -> None:
+        self.store, self.config = store, dict(config)
         self.interval = float(config.get("MODEL_RELOAD_SECONDS", 2))
-        self.pointer = read_pointer(root)
-        model = load_serving(root)
+        self.pointer = store.pointer()
+        model = store.load_serving()
         self.serving = Serving(TimedModel(model), settle_thresholds(model, config))
         self.error: str | None = None
         self._failed_pointer: str | None = None
@@ -94,7 +94,7 @@ class ModelHolder:
         if self.interval <= 0 or time.monotonic() - self._checked < self.interval:
             return
         self._checked = time.monotonic()
-        pointer = read_pointer(self.root)
+        pointer = self.store.pointer()
         if pointer in (self.pointer, self._failed_pointer) or pointer is None:
             return
         if self._loading.acquire(blocking=False):
@@ -102,14 +102,14 @@ class ModelHolder:
 
     def reload_now(self) -> None:
         """Load the pointer's version in this thread (used by tests and the CLI)."""
-        pointer = read_pointer(self.root)
+        pointer = self.store.pointer()
         if pointer and pointer != self.pointer:
             with self._loading:
                 self._load(pointer, locked=True)
 
     def _load(self, pointer: str, locked: bool = False) -> None:
         try:
-            model = load_version(self.root, pointer)
+            model = self.store.load_version(pointer)
             serving = Serving(TimedModel(model), settle_thresholds(model, self.config))
         except (ModelError, ConfigError) as exc:
             self.error, self._failed_pointer = f"refused model {pointer}: {exc}", pointer
@@ -128,8 +128,8 @@ class Classifier:
     """The model every request scores with (hot-reloaded when a new version is promoted)."""
 
     def init_app(self, app: Flask) -> None:
-        """Load the model named by MODEL_DIR (hash-checked) and poll it for promotions on requests."""
-        holder = ModelHolder(Path(app.config["MODEL_DIR"]), app.config)
+        """Load the serving model (hash-checked) and poll the model store for promotions on requests."""
+        holder = ModelHolder(ModelStore(app.config["MODEL_STORE"], app.config["MODEL_DIR"]), app.config)
         app.extensions["moderation.classifier"] = holder
         app.before_request(holder.poll)
 

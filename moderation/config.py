@@ -14,6 +14,7 @@ PREFIX = "MODERATION_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "model"
+DEFAULT_MODEL_STORE = DEFAULT_INSTANCE_DIR / "models"
 ENVIRONMENTS = ("development", "production")
 MIN_SECRET_BYTES = 32
 MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
@@ -96,7 +97,10 @@ SETTINGS: tuple[Setting, ...] = (
             "without a database URL and a secret key of at least 32 bytes that is not a known default."),
     Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default `sqlite:///instance/moderation.db`. "
             "PostgreSQL: `postgresql+psycopg://user@host/db`."),
-    Setting("MODEL_DIR", str, None, "Folder of the serving model (artifact + metadata.json); default `model/`."),
+    Setting("MODEL_DIR", str, None, "Folder of the shipped model (artifact + metadata.json), read-only; it serves "
+            "while the model store names no version; default `model/`."),
+    Setting("MODEL_STORE", str, None, "Writable folder of retrained and promoted versions (`retrain`, `models`); "
+            "its CURRENT serves; default `instance/models/`."),
     Setting("SECRET_KEY", str, None,
             "Signs session cookies; required in production (32 bytes or more). Development makes a random one "
             "per start, so a restart signs every moderator out."),
@@ -110,7 +114,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
-            "How often each worker checks MODEL_DIR/CURRENT for a promoted version (0: never)."),
+            "How often each worker checks MODEL_STORE/CURRENT for a promoted version (0: never)."),
     Setting("APPROVE_THRESHOLD", _fraction, None,
             "Toxicity below this publishes at once; default: the model's calibrated value."),
     Setting("REJECT_THRESHOLD", _fraction, None,
@@ -227,6 +231,7 @@ def finalize(config: dict[str, Any]) -> None:
         # Limit counts are written on every request: in the database they would queue behind its writer lock.
         raise ConfigError(f"{PREFIX}RATELIMIT_STORAGE_URL must not be the database itself; use a file of its own")
     config["RATELIMIT_STORAGE_URL"] = storage
+    config["MODEL_STORE"] = str(config.get("MODEL_STORE") or DEFAULT_MODEL_STORE)
     # No fixed fallback: whoever knows a shared key can sign cookies. gunicorn preloads the app in the
     # master, so every worker inherits this one.
     config["SECRET_KEY"] = config.get("SECRET_KEY") or secrets.token_urlsafe(48)

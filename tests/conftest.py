@@ -48,6 +48,14 @@ TOXIC = [
 TOXIC_CATEGORIES = ["insult", "insult", "abuse", "insult", "insult", "profanity"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point MODERATION_MODEL_STORE at an empty folder: no test reads the developer's instance/models/."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODERATION_MODEL_STORE", str(tmp_path_factory.mktemp("empty-store")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real pipeline fitted on the dozen strings above, written as a model folder."""
@@ -115,10 +123,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def app_config(database_url: str, tiny_model_dir: Path, tiny_model_held) -> dict:
+def app_config(database_url: str, tiny_model_dir: Path, tiny_model_held, tmp_path: Path) -> dict:
     return {
         "DATABASE_URL": database_url,
         "MODEL_DIR": str(tiny_model_dir),
+        "MODEL_STORE": str(tmp_path / "store"),
         "APPROVE_THRESHOLD": 0.35,
         "REJECT_THRESHOLD": 0.65,
         "RATELIMIT_ENABLED": False,
@@ -199,8 +208,9 @@ def count_rows(app):
 
 
 @pytest.fixture
-def cli_runner(database_url: str, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """A CLI runner whose environment points at the test database."""
+def cli_runner(database_url: str, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """A CLI runner whose environment points at the test database, the tiny model and the test's store."""
     monkeypatch.setenv("MODERATION_DATABASE_URL", database_url)
     monkeypatch.setenv("MODERATION_MODEL_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("MODERATION_MODEL_STORE", str(tmp_path / "store"))
     return CliRunner()

@@ -27,6 +27,8 @@ def free_port() -> int:
 def service_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: this venv first on PATH, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
+    if "MODERATION_MODEL_STORE" in os.environ:  # the test session's empty store, not the developer's own
+        env["MODERATION_MODEL_STORE"] = os.environ["MODERATION_MODEL_STORE"]
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env

@@ -16,7 +16,8 @@ def test_defaults():
     assert config["DATABASE_URL"].startswith("sqlite:///") and config["DATABASE_URL"].endswith("instance/moderation.db")
     assert config["MAX_TEXT_LENGTH"] == 5000
     assert config["MAX_CONTENT_LENGTH"] == 65536
-    assert config["MODEL_DIR"].endswith("model")
+    assert config["MODEL_DIR"] == str(ROOT / "model")
+    assert config["MODEL_STORE"] == str(ROOT / "instance" / "models")  # ignored by git, like the database
 
 
 def test_values_are_parsed():

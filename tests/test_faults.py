@@ -19,7 +19,6 @@ import requests
 from sqlalchemy import select
 
 from moderation.db import make_engine
-from moderation.ml.registry import serving_dir
 from moderation.models import Comment
 from tests.conftest import SHIPPED_MODEL
 from tests.servers import ROOT, free_port, running, service_env
@@ -190,9 +189,8 @@ def test_killed_worker_loses_no_acknowledged_comment(backend, tmp_path, request)
 def test_corrupt_model_refuses_to_start(tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(SHIPPED_MODEL, broken)
-    serving = serving_dir(broken)
-    metadata = json.loads((serving / "metadata.json").read_text())
-    artifact = serving / metadata["artifact"]["file"]
+    metadata = json.loads((broken / "metadata.json").read_text())
+    artifact = broken / metadata["artifact"]["file"]
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))

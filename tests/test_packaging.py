@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from moderation.config import DEFAULT_MODEL_STORE
 from tests.conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -35,6 +36,21 @@ def test_image_is_non_root_with_healthcheck():
     assert "HEALTHCHECK" in DOCKERFILE and "/healthz" in DOCKERFILE
     for needed in ("moderation/", "model/", "wsgi.py", "gunicorn.conf.py", "boot.sh"):
         assert needed in DOCKERFILE
+
+
+def test_code_and_shipped_model_are_read_only_to_the_service_user_and_instance_is_a_volume():
+    """Only instance/ (database, model store) belongs to the service user; code and model stay root's."""
+    copies = re.findall(r"^COPY (.+)$", DOCKERFILE, re.M)
+    assert copies and not [line for line in copies if "--chown" in line or "--chmod" in line]
+    assert "moderation/ moderation/" in copies and "model/ model/" in copies
+    runs = re.findall(r"^RUN (.+)$", DOCKERFILE, re.M)
+    owned = [line for line in runs if "chown" in line or "chmod" in line]
+    assert owned == ["mkdir -p instance/models && chown -R moderation:moderation instance"]
+    assert re.search(r'^VOLUME \["/app/instance"\]$', DOCKERFILE, re.M)
+    assert re.search(r"^WORKDIR /app$", DOCKERFILE, re.M)
+    user = DOCKERFILE.index("\nUSER 10001\n")
+    assert all(DOCKERFILE.index(f"COPY {line}") < user for line in copies)
+    assert DEFAULT_MODEL_STORE == ROOT / "instance" / "models"  # inside the volume
 
 
 def test_hadolint_is_clean():

@@ -33,12 +33,25 @@ def test_hash_mismatch_refuses_to_start(tmp_path, tiny_model_dir):
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "MODEL_DIR": str(broken)})
 
 
-def test_a_misnamed_serving_version_refuses_to_start(tmp_path, tiny_model_dir):
-    root = tmp_path / "models"
-    shutil.copytree(tiny_model_dir, root / "versions" / "2020.01.01-abcdef0")
-    (root / "CURRENT").write_text("2020.01.01-abcdef0\n")
-    with pytest.raises(ModelError, match="should hold version 2020.01.01-abcdef0 but its metadata says"):
-        create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "MODEL_DIR": str(root)})
+@pytest.mark.parametrize(("layout", "message"), [
+    ("misnamed", "should hold version 2020.01.01-abcdef0 but its metadata says"),
+    ("missing", "model folder not found: .*2020.01.01-abcdef0"),
+    ("tampered", "SHA-256"),
+])
+def test_a_store_whose_serving_version_is_unusable_refuses_to_start(tmp_path, tiny_model_dir, layout, message):
+    store = tmp_path / "models"
+    folder = store / "versions" / "2020.01.01-abcdef0"
+    if layout != "missing":
+        shutil.copytree(tiny_model_dir, folder)
+    if layout == "tampered":
+        meta = json.loads((folder / "metadata.json").read_text())
+        (folder / "metadata.json").write_text(json.dumps({**meta, "version": "2020.01.01-abcdef0"}))
+        (folder / "model.joblib").write_bytes((folder / "model.joblib").read_bytes() + b"!")
+    store.mkdir(exist_ok=True)
+    (store / "CURRENT").write_text("2020.01.01-abcdef0\n")
+    with pytest.raises(ModelError, match=message):
+        create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "MODEL_DIR": str(tiny_model_dir),
+                    "MODEL_STORE": str(store)})
 
 
 def test_production_needs_secret_and_database(monkeypatch, tiny_model_dir):

@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from moderation.ml import ModelError, load_model, train_and_save
+from moderation.cli.common import model_option, model_store
+from moderation.ml import LoadedModel, ModelError, load_model, train_and_save
 from moderation.ml.data import DataError, read_dataset, read_datasets
 from moderation.ml.metrics import classification_metrics
-
-REPO_MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
-
-
-def default_model_dir() -> str:
-    """Return $MODERATION_MODEL_DIR, or the `model/` folder at the repository root."""
-    return os.environ.get("MODERATION_MODEL_DIR") or str(REPO_MODEL_DIR)
 
 
 def _progress(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _load(model_dir: str):
+def _load(model_dir: str | None) -> LoadedModel:
     try:
-        return load_model(model_dir)
+        return load_model(model_dir) if model_dir else model_store().load_serving()
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -36,7 +29,7 @@ def _load(model_dir: str):
 @click.option("--data", "data_paths", multiple=True, required=True,
               type=click.Path(exists=True, dir_okay=False), help="Labelled file (repeatable).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Model folder to write.")
+              help="Model folder to write (add it to the store with `models import`).")
 @click.option("--seed", default=0, show_default=True, help="Random seed for CV and fitting.")
 def train(data_paths: tuple[str, ...], out_dir: str, seed: int) -> None:
     """Train the toxicity model on labelled files and write a model folder."""
@@ -59,13 +52,12 @@ def train(data_paths: tuple[str, ...], out_dir: str, seed: int) -> None:
 
 
 @click.command()
-@click.option("--model", "model_dir", default=default_model_dir, show_default="$MODERATION_MODEL_DIR or model/",
-              type=click.Path(file_okay=False), help="Model folder.")
+@model_option
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Labelled file to evaluate on.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
               help="Also write plots and index.html into this folder.")
-def evaluate(model_dir: str, data_path: str, report_dir: str | None) -> None:
+def evaluate(model_dir: str | None, data_path: str, report_dir: str | None) -> None:
     """Print the model's metrics on a labelled file as JSON, optionally with a report folder."""
     model = _load(model_dir)
     try:
@@ -99,11 +91,10 @@ def evaluate(model_dir: str, data_path: str, report_dir: str | None) -> None:
 
 
 @click.command()
-@click.option("--model", "model_dir", default=default_model_dir, show_default="$MODERATION_MODEL_DIR or model/",
-              type=click.Path(file_okay=False), help="Model folder.")
+@model_option
 @click.option("--input", "input_file", type=click.File("r", encoding="utf-8"), default="-",
               help="JSON lines with a `text` field (default stdin).")
-def score(model_dir: str, input_file) -> None:
+def score(model_dir: str | None, input_file) -> None:
     """Score JSON lines with `text` and print one JSON line of scores per input line."""
     model = _load(model_dir)
     for line_no, line in enumerate(input_file, start=1):

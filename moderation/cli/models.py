@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
-from moderation.cli.common import cli_config, cli_session
+from moderation.cli.common import OldSpellings, cli_session, model_store, store_option
 from moderation.ml import ModelError
 from moderation.ml.data import DataError, Dataset, read_datasets
-from moderation.ml.registry import adopt_plain_folder, history, is_registry, list_versions, promote, rollback
 
 
 def _progress(message: str) -> None:
     click.echo(f"[{datetime.now():%H:%M:%S}] {message}", err=True)
-
-
-def _model_root(model_dir: str | None) -> str:
-    return model_dir or cli_config()["MODEL_DIR"]
 
 
 @click.command()
@@ -27,9 +21,9 @@ def _model_root(model_dir: str | None) -> str:
               help="Base training file (GermEval 2018 TSV, GermEval 2021 CSV, CSV/JSONL with text,label). Repeat.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="Only decisions taken on or after this date (UTC).")
-@click.option("--out", "report_dir", type=click.Path(file_okay=False),
+@click.option("--report", "--out", "report_dir", cls=OldSpellings, type=click.Path(file_okay=False),
               help="Report folder; default reports/retrain-<time>.")
-@click.option("--model-dir", help="Model root with versions; default MODERATION_MODEL_DIR or model/.")
+@store_option
 @click.option("--max-leak", default=0.02, show_default=True, type=click.FloatRange(0, 1),
               help="At most this share of auto-approved comments may be offensive.")
 @click.option("--min-reject-precision", default=0.95, show_default=True, type=click.FloatRange(0, 1),
@@ -39,7 +33,7 @@ def _model_root(model_dir: str | None) -> str:
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses (needs --reason).")
 @click.option("--reason", help="Why --force was needed; recorded in the metadata and the history.")
 @click.option("--seed", default=0, show_default=True)
-def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str | None, model_dir: str | None,
+def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str | None, store: str | None,
             max_leak: float, min_reject_precision: float, tolerance: float, force: bool, reason: str | None,
             seed: int) -> None:
     """Fold moderator decisions into the model; promote the candidate only if it is not worse."""
@@ -51,15 +45,15 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
         base = read_datasets(list(base_paths)) if base_paths else Dataset()
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
-    root = _model_root(model_dir)
+    models = model_store(store)
     report_dir = report_dir or f"reports/retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     since = since.replace(tzinfo=UTC) if since else None
     try:
         with cli_session() as session:
-            result = run(session, root, base=base, since=since, report_dir=report_dir, max_leak=max_leak,
+            result = run(session, models, base=base, since=since, report_dir=report_dir, max_leak=max_leak,
                          min_reject_precision=min_reject_precision, tolerance=tolerance, force=force,
                          force_reason=reason, seed=seed, progress=_progress)
-    except (ValueError, ModelError) as exc:
+    except (ValueError, ModelError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     held = result["routing"]["held_out"]
     click.echo(json.dumps({
@@ -73,44 +67,74 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
 
 @click.group()
 def models() -> None:
-    """List, promote and roll back model versions; running servers switch within seconds."""
+    """List, promote, roll back, import and export model versions; running servers switch within seconds."""
 
 
 @models.command("list")
-@click.option("--model-dir", help="Model root; default MODERATION_MODEL_DIR or model/.")
-def list_(model_dir: str | None) -> None:
-    """List stored versions; * marks the serving one."""
-    root = _model_root(model_dir)
-    for info in list_versions(root):
+@store_option
+def list_(store: str | None) -> None:
+    """List the store's versions and the shipped model; * marks the serving one."""
+    models = model_store(store)
+    try:
+        versions = models.versions()
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
+        raise click.ClickException(str(exc)) from None
+    for info in versions:
         f1 = f"{info.macro_f1:.4f}" if info.macro_f1 is not None else "   -  "
-        click.echo(f"{'*' if info.serving else ' '} {info.version:<24} {info.created_at:<26} macro-F1 {f1}")
-    for entry in history(root)[-5:]:
+        shipped = "  shipped" if info.shipped else ""
+        click.echo(f"{'*' if info.serving else ' '} {info.version:<24} {info.created_at:<26} macro-F1 {f1}{shipped}")
+    for entry in models.history()[-5:]:
         forced = ", forced" if entry["forced"] else ""
         click.echo(f"  {entry['at']}  -> {entry['version']}  ({entry['reason']}{forced})", err=True)
 
 
 @models.command("promote")
 @click.argument("version")
-@click.option("--model-dir")
+@store_option
 @click.option("--reason", default="promoted by hand", show_default=True)
-def promote_(version: str, model_dir: str | None, reason: str) -> None:
-    """Serve VERSION (checked to load first)."""
-    root = _model_root(model_dir)
+def promote_(version: str, store: str | None, reason: str) -> None:
+    """Serve VERSION from the store, or the shipped model by its version (checked to load first)."""
     try:
-        if not is_registry(Path(root)):
-            adopt_plain_folder(root)
-        entry = promote(root, version, reason=reason)
-    except ModelError as exc:
+        entry = model_store(store).promote(version, reason=reason)
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"serving {entry['version']} (was {entry['previous']})")
 
 
 @models.command("rollback")
-@click.option("--model-dir")
-def rollback_(model_dir: str | None) -> None:
+@store_option
+def rollback_(store: str | None) -> None:
     """Serve the version that served before the current one."""
     try:
-        entry = rollback(_model_root(model_dir))
-    except ModelError as exc:
+        entry = model_store(store).rollback()
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"serving {entry['version']} (was {entry['previous']})")
+
+
+@models.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@store_option
+def import_(folder: str, store: str | None) -> None:
+    """Add the model folder FOLDER (from `train --out` or `models export`) to the store, without serving it."""
+    models = model_store(store)
+    try:
+        version = models.add(folder)
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"stored {version} in {models.root}; serve it with `python -m moderation models promote {version}`")
+
+
+@models.command("export")
+@click.argument("version", required=False)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Model folder to write (must not exist).")
+@store_option
+def export(version: str | None, out_dir: str, store: str | None) -> None:
+    """Write VERSION (default: the serving one) as a plain model folder, e.g. to ship it in model/."""
+    models = model_store(store)
+    try:
+        written = models.export(version or models.serving_version(), out_dir)
+    except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {written}")

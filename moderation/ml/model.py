@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
 import warnings
@@ -158,7 +159,8 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
 def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> LoadedModel:
     """Load a model folder, refusing an artifact whose SHA-256 differs from the recorded one.
 
-    A model root with versions (see `moderation.ml.registry`) loads its serving version, and refuses
+    The artifact is read once; the bytes that were hashed are the bytes unpickled. A model store (a
+    folder with CURRENT, see `moderation.ml.registry`) loads its serving version, and refuses
     a version folder whose metadata names another version (as it does with `expect_version`). The
     model returned may be shared with other holders in this process: treat it as read-only.
     """
@@ -178,9 +180,15 @@ def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> L
     if not name or Path(name).name != name:
         raise ModelError(f"metadata names an invalid artifact file {name!r}: {model_dir}")
     artifact_path = model_dir / name
-    if not artifact_path.is_file():
-        raise ModelError(f"model artifact missing: {artifact_path}")
-    actual = file_sha256(artifact_path)
+    # Read once, hash those bytes and unpickle the same bytes: opening the file again after the check
+    # would run whatever was swapped in meanwhile by anyone who can write the folder.
+    try:
+        data = artifact_path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ModelError(f"model artifact missing: {artifact_path}") from None
+    except OSError as exc:
+        raise ModelError(f"model artifact unreadable: {artifact_path}: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
     if actual != artifact_meta.get("sha256"):
         raise ModelError(
             f"SHA-256 mismatch for {artifact_path}: metadata records "
@@ -190,13 +198,13 @@ def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> L
     with _alive_lock:
         model = _alive.get(key)
     if model is None:
-        model = _unpickle(model_dir, artifact_path, metadata)
+        model = _unpickle(model_dir, artifact_path, data, metadata)
         with _alive_lock:
             _alive[key] = model
     return model
 
 
-def _unpickle(model_dir: Path, artifact_path: Path, metadata: dict[str, Any]) -> LoadedModel:
+def _unpickle(model_dir: Path, artifact_path: Path, data: bytes, metadata: dict[str, Any]) -> LoadedModel:
     recorded = metadata.get("sklearn_version")
     mismatch = None
     if recorded != sklearn.__version__:
@@ -206,7 +214,7 @@ def _unpickle(model_dir: Path, artifact_path: Path, metadata: dict[str, Any]) ->
         with warnings.catch_warnings():
             # A version change is reported through `sklearn_version_mismatch` instead.
             warnings.simplefilter("ignore", InconsistentVersionWarning)
-            artifact = joblib.load(artifact_path)
+            artifact = joblib.load(io.BytesIO(data))
     except Exception as exc:  # joblib/pickle raise many types for a broken file
         raise ModelError(f"model artifact won't load: {artifact_path}: {exc}") from exc
     if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:

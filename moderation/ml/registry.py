@@ -1,13 +1,15 @@
-"""Versioned model folders with one atomically switched pointer to the serving version.
+"""The model store: promoted versions in a writable folder, over the read-only shipped model.
 
-Layout of a model root (`model/` by default)::
+The repository ships one model as a plain folder (`model/`: model.joblib + metadata.json), read-only
+at run time. Everything the learning loop writes goes to the store (`instance/models/` by default)::
 
-    model/CURRENT                  the serving version, one line; replaced atomically (os.replace)
-    model/HISTORY.jsonl            every promotion: version, previous, time, reason, forced
-    model/versions/<version>/      model.joblib + metadata.json, as `train_and_save` writes them
+    <store>/CURRENT                the serving version, one line; replaced atomically (os.replace)
+    <store>/HISTORY.jsonl          every promotion: version, previous, time, reason, forced
+    <store>/versions/<version>/    model.joblib + metadata.json, as `train_and_save` writes them
 
-A plain model folder (model.joblib + metadata.json, no CURRENT) is still accepted everywhere: it is
-the only version there is.
+A store without CURRENT (empty, or not created yet) serves the shipped model: that is its implicit
+first version. Promoting the shipped model (a rollback to it, say) first copies it into the store, so
+a store that names a version always holds it, whatever model a later release ships.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from moderation.ml.model import LoadedModel, ModelError, load_model, read_metadata
+from moderation.ml.model import LoadedModel, ModelError, file_sha256, load_model, read_metadata
 
 POINTER, HISTORY, VERSIONS = "CURRENT", "HISTORY.jsonl", "versions"
+CANDIDATE = ".candidate"
 
 
 @dataclass(frozen=True)
@@ -30,16 +33,12 @@ class VersionInfo:
     created_at: str
     macro_f1: float | None
     serving: bool
+    shipped: bool
     path: Path
 
 
-def is_registry(root: Path) -> bool:
-    """Whether `root` holds versions behind a pointer (rather than one plain model folder)."""
-    return (root / POINTER).is_file()
-
-
 def read_pointer(root: str | Path) -> str | None:
-    """Return the serving version named by CURRENT, or None for a plain folder."""
+    """Return the serving version named by `root`/CURRENT, or None when there is none."""
     try:
         return (Path(root) / POINTER).read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
@@ -53,86 +52,168 @@ def version_dir(root: str | Path, version: str) -> Path:
     return Path(root) / VERSIONS / version
 
 
-def serving_dir(root: str | Path) -> Path:
-    """Return the folder of the serving model under `root`."""
-    root = Path(root)
-    version = read_pointer(root)
-    return version_dir(root, version) if version else root
-
-
-def load_version(root: str | Path, version: str) -> LoadedModel:
-    """Load (hash-checked) `version` under `root`, refusing a folder whose metadata names another version."""
-    return load_model(version_dir(root, version), expect_version=version)
-
-
-def load_serving(root: str | Path) -> LoadedModel:
-    """Load (hash-checked) the serving model under `root`."""
-    version = read_pointer(root)
-    return load_version(root, version) if version else load_model(root)
-
-
-def list_versions(root: str | Path) -> list[VersionInfo]:
-    """Return every stored version, oldest first."""
-    root = Path(root)
-    serving = read_pointer(root)
-    infos = []
-    for folder in sorted((root / VERSIONS).glob("*/")) if (root / VERSIONS).is_dir() else []:
-        try:
-            meta = read_metadata(folder)
-        except ModelError:
-            continue
-        f1 = (meta.get("validation", {}).get("at_decision_threshold") or {}).get("macro_f1")
-        infos.append(VersionInfo(meta["version"], meta.get("created_at", ""), f1, meta["version"] == serving, folder))
-    return sorted(infos, key=lambda i: (i.created_at, i.version))
-
-
 def history(root: str | Path) -> list[dict]:
-    """Return the promotions, oldest first."""
+    """Return the promotions recorded under `root`, oldest first."""
     path = Path(root) / HISTORY
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _write_pointer(root: Path, version: str) -> None:
-    tmp = root / f".{POINTER}.{os.getpid()}.tmp"
-    tmp.write_text(version + "\n", encoding="utf-8")
-    os.replace(tmp, root / POINTER)  # atomic: readers see the old or the new version, never half
+def _macro_f1(metadata: dict) -> float | None:
+    return (metadata.get("validation", {}).get("at_decision_threshold") or {}).get("macro_f1")
 
 
-def promote(root: str | Path, version: str, *, reason: str, forced: bool = False) -> dict:
-    """Make `version` the serving one, after checking that it loads; record why."""
-    root = Path(root)
-    load_version(root, version)  # refuses a missing, tampered, broken or misnamed version
-    previous = read_pointer(root)
-    entry = {"version": version, "previous": previous, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-             "reason": reason, "forced": forced}
-    with (root / HISTORY).open("a", encoding="utf-8") as log:
-        log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    _write_pointer(root, version)
-    return entry
+class ModelStore:
+    """A writable store of model versions (`root`) over the read-only shipped model folder (`shipped`)."""
+
+    def __init__(self, root: str | Path, shipped: str | Path) -> None:
+        self.root, self.shipped = Path(root), Path(shipped)
+
+    def __repr__(self) -> str:
+        return f"ModelStore({str(self.root)!r}, shipped={str(self.shipped)!r})"
+
+    def pointer(self) -> str | None:
+        """Return the version the store's CURRENT names, or None when the shipped model serves."""
+        return read_pointer(self.root)
+
+    def shipped_version(self) -> str:
+        """Return the version of the shipped model."""
+        return read_metadata(self.shipped)["version"]
+
+    def serving_version(self) -> str:
+        """Return the version that serves: the store's CURRENT, else the shipped model's."""
+        return self.pointer() or self.shipped_version()
+
+    def version_dir(self, version: str) -> Path:
+        """Return the store's folder for `version` (which need not exist yet)."""
+        return version_dir(self.root, version)
+
+    def candidate_dir(self) -> Path:
+        """Return the staging folder a retrain writes its candidate into (same file system as the versions)."""
+        return self.root / VERSIONS / CANDIDATE
+
+    def load_version(self, version: str) -> LoadedModel:
+        """Load (hash-checked) `version` from the store, or the shipped model if it has that version."""
+        folder = self.version_dir(version)
+        if not folder.exists() and self._is_shipped(version):
+            folder = self.shipped
+        return load_model(folder, expect_version=version)
+
+    def load_serving(self) -> LoadedModel:
+        """Load (hash-checked) the serving model: the store's CURRENT, else the shipped model."""
+        version = self.pointer()
+        return self.load_version(version) if version else load_model(self.shipped)
+
+    def serving_dir(self) -> Path:
+        """Return the folder of the serving model."""
+        version = self.pointer()
+        if version is None:
+            return self.shipped
+        folder = self.version_dir(version)
+        return folder if folder.exists() or not self._is_shipped(version) else self.shipped
+
+    def versions(self) -> list[VersionInfo]:
+        """Return the stored versions and the shipped model, oldest first."""
+        serving = self.serving_version()
+        infos = {}
+        folders = sorted((self.root / VERSIONS).glob("*/")) if (self.root / VERSIONS).is_dir() else []
+        try:
+            shipped = read_metadata(self.shipped)
+        except ModelError:
+            shipped = None
+        for folder in folders:
+            if folder.name.startswith("."):
+                continue
+            try:
+                meta = read_metadata(folder)
+            except ModelError:
+                continue
+            infos[meta["version"]] = VersionInfo(meta["version"], meta.get("created_at", ""), _macro_f1(meta),
+                                                 meta["version"] == serving,
+                                                 shipped is not None and meta["version"] == shipped["version"], folder)
+        if shipped is not None and shipped["version"] not in infos:
+            infos[shipped["version"]] = VersionInfo(shipped["version"], shipped.get("created_at", ""),
+                                                    _macro_f1(shipped), shipped["version"] == serving, True,
+                                                    self.shipped)
+        return sorted(infos.values(), key=lambda i: (i.created_at, i.version))
+
+    def history(self) -> list[dict]:
+        """Return the store's promotions, oldest first."""
+        return history(self.root)
+
+    def add(self, folder: str | Path) -> str:
+        """Copy a model folder into the store as a version (checked to load first); return its version.
+
+        Adding a version the store already holds with the same artifact does nothing; with another
+        artifact it is refused.
+        """
+        model = load_model(folder)
+        target = self.version_dir(model.version)
+        if target.exists():
+            if read_metadata(target)["artifact"].get("sha256") != model.metadata["artifact"]["sha256"]:
+                raise ModelError(f"the store already holds a different {model.version} in {target}")
+            return model.version
+        staging = self.root / VERSIONS / f".add-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            _copy_model(model, staging)
+            staging.rename(target)  # whole or not at all
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return model.version
+
+    def promote(self, version: str, *, reason: str, forced: bool = False) -> dict:
+        """Make `version` the serving one, after checking that it loads; record why."""
+        if not self.version_dir(version).exists() and self._is_shipped(version):
+            self.add(self.shipped)
+        load_model(self.version_dir(version), expect_version=version)  # refuses missing, tampered, broken
+        entry = {"version": version, "previous": self.serving_version(),
+                 "at": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason, "forced": forced}
+        with (self.root / HISTORY).open("a", encoding="utf-8") as log:
+            log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        tmp = self.root / f".{POINTER}.{os.getpid()}.tmp"
+        tmp.write_text(version + "\n", encoding="utf-8")
+        os.replace(tmp, self.root / POINTER)  # atomic: readers see the old or the new version, never half
+        return entry
+
+    def rollback(self, *, reason: str = "rollback") -> dict:
+        """Serve the version that served before the current one."""
+        current = self.pointer()
+        if current is None:
+            raise ModelError(f"{self.root} serves the shipped model {self.shipped_version()}: nothing to roll back")
+        for entry in reversed(self.history()):
+            if entry["version"] == current and entry.get("previous") not in (None, current):
+                return self.promote(entry["previous"], reason=reason)
+        raise ModelError(f"no earlier version recorded for {current} in {self.root / HISTORY}")
+
+    def export(self, version: str, out: str | Path) -> Path:
+        """Write `version` (checked to load) as a plain model folder at `out`, which must not exist yet."""
+        out = Path(out)
+        model = self.load_version(version)
+        if out.exists():
+            raise ModelError(f"{out} already exists; export writes a new folder")
+        out.mkdir(parents=True)
+        try:
+            _copy_model(model, out)
+        except ModelError:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        return out
+
+    def _is_shipped(self, version: str) -> bool:
+        try:
+            return self.shipped_version() == version
+        except ModelError:
+            return False
 
 
-def rollback(root: str | Path, *, reason: str = "rollback") -> dict:
-    """Serve the version that served before the current one."""
-    current = read_pointer(root)
-    if current is None:
-        raise ModelError(f"{root} has no serving version to roll back from")
-    for entry in reversed(history(root)):
-        if entry["version"] == current and entry.get("previous"):
-            return promote(root, entry["previous"], reason=reason)
-    raise ModelError(f"no earlier version recorded for {current} in {Path(root) / HISTORY}")
-
-
-def adopt_plain_folder(root: str | Path) -> str:
-    """Turn a plain model folder into a registry with that model as its first, serving version."""
-    root = Path(root)
-    if is_registry(root):
-        return read_pointer(root) or ""
-    meta = read_metadata(root)
-    target = version_dir(root, meta["version"])
-    target.mkdir(parents=True, exist_ok=True)
-    for name in (meta["artifact"]["file"], "metadata.json"):
-        shutil.move(str(root / name), target / name)
-    promote(root, meta["version"], reason="initial version")
-    return meta["version"]
+def _copy_model(model: LoadedModel, out: Path) -> None:
+    """Copy a loaded model's folder into `out`, refusing a copy whose artifact is not the one loaded."""
+    artifact = model.metadata["artifact"]
+    shutil.copyfile(model.path / artifact["file"], out / artifact["file"])
+    shutil.copyfile(model.path / "metadata.json", out / "metadata.json")
+    # The source may have changed since it was loaded: what lands in `out` must match what was checked.
+    if read_metadata(out) != model.metadata or file_sha256(out / artifact["file"]) != artifact["sha256"]:
+        raise ModelError(f"{model.path} changed while it was being copied; nothing was copied")

@@ -25,7 +25,7 @@ from moderation.ml import load_model, train_and_save
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics, routing_thresholds
 from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
-from moderation.ml.registry import load_serving, promote, version_dir
+from moderation.ml.registry import ModelStore
 from moderation.ml.retrain_report import write_retrain_report
 from moderation.models import APPROVED, REJECTED, Comment
 from moderation.services.feedback import feedback_labels
@@ -78,14 +78,17 @@ def _scores(model, texts: list[str]) -> np.ndarray:
 
 
 def retrain(
-    session: Session, root: str | Path, *, base: Dataset, since: datetime | None, report_dir: str | Path,
+    session: Session, store: ModelStore, *, base: Dataset, since: datetime | None, report_dir: str | Path,
     max_leak: float = 0.02, min_reject_precision: float = 0.95, tolerance: float = 0.01, force: bool = False,
     force_reason: str | None = None, seed: int = 0, progress: Callable[[str], None] | None = None,
     trainer: Callable[..., dict] = train_and_save,
 ) -> dict[str, Any]:
-    """Train a candidate on base data plus decisions, compare it with the serving model, promote if not worse."""
+    """Train a candidate on base data plus decisions, compare it with the serving model, promote if not worse.
+
+    The candidate is written into the store (never into the shipped model's folder) and promoted there.
+    """
     say = progress or (lambda message: None)
-    root, report_dir = Path(root), Path(report_dir)
+    report_dir = Path(report_dir)
     decisions = decision_labels(session, since)
     items = base_labels(base) + decisions
     train = [i for i in items if not in_holdout(i.key)]
@@ -95,7 +98,7 @@ def retrain(
     if len({i.label for i in holdout}) < 2 or len({i.label for i in train}) < 2:
         raise ValueError("both classes are needed in the training data and in the held-out slice")
 
-    staging = root / "versions" / ".candidate"
+    staging = store.candidate_dir()
     shutil.rmtree(staging, ignore_errors=True)
     metadata = trainer(
         [i.text for i in train], [i.label for i in train], staging, categories=[i.category for i in train],
@@ -104,7 +107,7 @@ def retrain(
                                  "since": since.isoformat() if since else None}],
     )
     candidate = load_model(staging)
-    current = load_serving(root)
+    current = store.load_serving()
     # A model trained before this loop (the shipped one) saw the base rows of the slice: comparing on them
     # would favour it unfairly, so the gate then looks at the held-out decisions alone. Otherwise it looks
     # at the held-out comments (the service scores comments; tweets in the base files are not the goal).
@@ -149,7 +152,7 @@ def retrain(
                                      "base:<sha256 of text>"})
     (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
-    target = version_dir(root, metadata["version"])
+    target = store.version_dir(metadata["version"])
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
@@ -163,7 +166,7 @@ def retrain(
     if promoted:
         reason = (f"gate passed: macro-F1 {cand_metrics['macro_f1']:.4f} vs {cur_metrics['macro_f1']:.4f}"
                   if passed else f"forced: {force_reason}")
-        promote(root, metadata["version"], reason=reason, forced=force and not passed)
+        store.promote(metadata["version"], reason=reason, forced=force and not passed)
         say(f"promoted {metadata['version']} ({reason})")
     else:
         say(f"kept {current.version}: candidate macro-F1 {cand_metrics['macro_f1']:.4f} is "

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
+import os
 import shutil
 import weakref
+from pathlib import Path
+from types import SimpleNamespace
 
+import joblib
 import numpy as np
 import pytest
 import sklearn
 
 from moderation.ml import Highlight, ModelError, Score, load_model, train_and_save
 from moderation.ml.model import file_sha256
-from moderation.ml.registry import load_serving, load_version, promote
+from moderation.ml.registry import ModelStore
 
 from .conftest import OBFUSCATED, TINY, random_texts
 
@@ -107,6 +112,50 @@ def test_hash_mismatch_is_refused(tiny_model_dir, tmp_path):
     assert str(model_dir / "model.joblib") in str(info.value)
 
 
+class _Planted:
+    """A pickle that, when unpickled, creates a folder: proof that its bytes were run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_an_artifact_swapped_right_after_hashing_is_never_unpickled(tiny_model_dir, tmp_path, monkeypatch):
+    """Whoever can write the folder replaces the artifact the moment its hash has been computed; the
+    loader must unpickle the bytes it hashed, not open the file again (that was code execution)."""
+    from moderation.ml import model as model_module
+
+    model_dir = _copy(tiny_model_dir, tmp_path)
+    marker = tmp_path / "planted-code-ran"
+    planted = tmp_path / "planted.joblib"
+    joblib.dump(_Planted(marker), planted)
+    swaps = []
+
+    class SwapAfterHashing:
+        def __init__(self, data: bytes = b"") -> None:
+            self.digest = hashlib.sha256(data)
+
+        def update(self, data: bytes) -> None:
+            self.digest.update(data)
+
+        def hexdigest(self) -> str:
+            if not swaps:  # the attacker's moment: the hash is known, loading has not begun
+                os.replace(planted, model_dir / "model.joblib")
+                swaps.append(True)
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(model_module, "hashlib", SimpleNamespace(sha256=SwapAfterHashing))
+    try:
+        loaded = load_model(model_dir)
+    finally:  # checked even when loading failed: the planted code must not have run either way
+        assert swaps == [True]  # the file on disk really was swapped
+        assert not marker.exists(), "the swapped-in artifact was unpickled: its code ran"
+    assert loaded.version == json.loads((tiny_model_dir / "metadata.json").read_text())["version"]
+    assert loaded.score("Du bist ein Idiot").offensive
+
+
 def test_the_same_bytes_load_once_while_held_and_are_still_hash_checked(tiny_model_dir, tmp_path):
     model_dir = _copy(tiny_model_dir, tmp_path)
     first = load_model(model_dir)
@@ -141,18 +190,19 @@ def test_a_dropped_model_is_freed_at_once_and_loaded_anew(tiny_model_dir, tmp_pa
 def test_a_version_folder_must_hold_the_version_it_is_named_after(tiny_model_dir, tmp_path):
     version = json.loads((tiny_model_dir / "metadata.json").read_text())["version"]
     root = tmp_path / "root"
+    store = ModelStore(root, tmp_path / "no-shipped-model")
     shutil.copytree(tiny_model_dir, root / "versions" / "2020.01.01-abcdef0")
     (root / "CURRENT").write_text("2020.01.01-abcdef0\n")
     message = f"should hold version 2020.01.01-abcdef0 but its metadata says {version}"
-    for load in (load_model, load_serving, lambda r: load_version(r, "2020.01.01-abcdef0")):
+    for load in (load_model, lambda r: store.load_serving(), lambda r: store.load_version("2020.01.01-abcdef0")):
         with pytest.raises(ModelError, match=message):
             load(root)
     with pytest.raises(ModelError, match=message):
-        promote(root, "2020.01.01-abcdef0", reason="test")
+        store.promote("2020.01.01-abcdef0", reason="test")
     assert not (root / "HISTORY.jsonl").exists()
     (root / "versions" / "2020.01.01-abcdef0").rename(root / "versions" / version)
-    promote(root, version, reason="test")
-    assert load_model(root).version == load_serving(root).version == version
+    store.promote(version, reason="test")
+    assert load_model(root).version == store.load_serving().version == version
 
 
 def test_sklearn_version_mismatch_is_reported(tiny_model_dir, tmp_path):

@@ -10,7 +10,7 @@ from moderation.ml import load_model
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
 
-pytestmark = pytest.mark.skipif(not (MODEL_DIR / "CURRENT").is_file(), reason="no shipped model in model/")
+pytestmark = pytest.mark.skipif(not (MODEL_DIR / "metadata.json").is_file(), reason="no shipped model in model/")
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,17 @@ def test_shipped_highlights_name_the_insult(shipped):
         assert text[h.start:h.end] == h.text
 
 
-VERSIONS = sorted(p.name for p in (MODEL_DIR / "versions").iterdir()) if (MODEL_DIR / "versions").is_dir() else []
+def test_the_repository_ships_one_plain_model_folder(shipped):
+    """model/ is one version, model.joblib + metadata.json: promotions and their history live in the store."""
+    assert sorted(p.name for p in MODEL_DIR.iterdir()) == ["metadata.json", shipped.metadata["artifact"]["file"]]
+    assert shipped.path == MODEL_DIR
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_every_stored_version_scores_as_its_pipeline(version):
-    """Each stored version (the serving one and those kept for rollback, of either pipeline shape)
-    loads, and its fast path gives the pipeline's probabilities and the category head's choice."""
+def test_the_shipped_model_scores_as_its_pipeline(shipped):
+    """Its fast path gives the pipeline's probabilities and the category head's choice."""
     from tests.ml.conftest import OBFUSCATED, random_texts
 
-    model = load_model(MODEL_DIR / "versions" / version)
+    model = shipped
     texts = OBFUSCATED + random_texts(150, seed=3) + ["Du bist so ein dummes Arschloch 😂😂 !!!", "Danke!"]
     expected = model.pipeline.predict_proba(texts)[:, 1]
     got = [model.score(text, explain=False).toxicity for text in texts]
@@ -81,11 +82,3 @@ def test_every_stored_version_scores_as_its_pipeline(version):
         category = model.score(text).category
         assert category == (str(predicted) if probability >= model.decision_threshold else None)
 
-
-def test_the_shipped_model_can_be_rolled_back():
-    """The version that served before the current one is still stored, so `models rollback` works."""
-    from moderation.ml.registry import history, read_pointer
-
-    current = read_pointer(MODEL_DIR)
-    previous = next(e["previous"] for e in reversed(history(MODEL_DIR)) if e["version"] == current)
-    assert previous in VERSIONS and previous != current

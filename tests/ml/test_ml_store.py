@@ -1,0 +1,114 @@
+"""The model store: its layout on disk, what it serves, and what it refuses (leaving itself unchanged)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from moderation.ml import ModelError, load_model, train_and_save
+from moderation.ml import registry as registry_module
+from moderation.ml.registry import ModelStore
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model folder, of another version than the tiny one."""
+    folder = tmp_path_factory.mktemp("other-model")
+    texts, labels, _ = zip(*TINY, strict=True)
+    train_and_save(list(texts) + ["Noch ein Satz"], list(labels) + [0], folder, seed=5)
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path, tiny_model_dir: Path) -> ModelStore:
+    return ModelStore(tmp_path / "store", tiny_model_dir)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _version(folder: Path) -> str:
+    return json.loads((folder / "metadata.json").read_text())["version"]
+
+
+def test_an_empty_store_serves_the_shipped_model_without_creating_anything(store, tiny_model_dir):
+    shipped = _version(tiny_model_dir)
+    assert store.pointer() is None and store.serving_version() == store.shipped_version() == shipped
+    assert store.load_serving().path == tiny_model_dir and store.serving_dir() == tiny_model_dir
+    [info] = store.versions()
+    assert (info.version, info.serving, info.shipped, info.path) == (shipped, True, True, tiny_model_dir)
+    assert store.history() == [] and not store.root.exists()
+
+
+def test_add_lays_out_one_folder_per_version_and_serves_nothing_yet(store, other_model):
+    version = store.add(other_model)
+    assert _tree(store.root) == {f"versions/{version}/metadata.json": (other_model / "metadata.json").read_bytes(),
+                                 f"versions/{version}/model.joblib": (other_model / "model.joblib").read_bytes()}
+    assert store.pointer() is None
+    assert store.add(other_model) == version  # the same model again: nothing to do
+    assert {i.version: (i.serving, i.shipped) for i in store.versions()} == {
+        store.shipped_version(): (True, True), version: (False, False)}
+
+
+def test_promote_writes_current_and_history_and_copies_the_shipped_model_in_when_it_serves(store, other_model):
+    shipped, other = store.shipped_version(), store.add(other_model)
+    entry = store.promote(other, reason="besser")
+    assert (store.root / "CURRENT").read_text() == f"{other}\n"
+    assert set(entry) == {"version", "previous", "at", "reason", "forced"}
+    assert (entry["version"], entry["previous"], entry["reason"], entry["forced"]) == (other, shipped, "besser", False)
+    assert not store.version_dir(shipped).exists()  # a reference while it does not serve
+    back = store.rollback()
+    assert (back["version"], back["previous"], back["reason"]) == (shipped, other, "rollback")
+    assert store.load_serving().path == store.version_dir(shipped)  # now the store's own copy
+    assert [json.loads(line)["version"] for line in (store.root / "HISTORY.jsonl").read_text().splitlines()] == [
+        other, shipped]
+    assert sorted(p.name for p in store.root.iterdir()) == ["CURRENT", "HISTORY.jsonl", "versions"]
+
+
+def test_a_store_naming_the_shipped_version_it_does_not_hold_serves_the_shipped_model(store):
+    store.root.mkdir()
+    (store.root / "CURRENT").write_text(store.shipped_version() + "\n")
+    assert store.load_serving().path == store.shipped and store.serving_dir() == store.shipped
+
+
+def test_a_different_model_under_a_stored_version_name_is_refused(store, other_model, tmp_path):
+    version = store.add(other_model)
+    impostor = tmp_path / "impostor"
+    shutil.copytree(store.shipped, impostor)
+    meta = json.loads((impostor / "metadata.json").read_text())
+    (impostor / "metadata.json").write_text(json.dumps({**meta, "version": version}))
+    before = _tree(store.root)
+    with pytest.raises(ModelError, match=f"already holds a different {version}"):
+        store.add(impostor)
+    assert _tree(store.root) == before
+
+
+def test_a_model_that_changes_while_it_is_copied_is_not_stored(store, other_model, monkeypatch):
+    real_copy = shutil.copyfile
+
+    def copy_then_tamper(src, dst):
+        real_copy(src, dst)
+        if str(dst).endswith(".joblib"):
+            with open(dst, "ab") as handle:
+                handle.write(b"!")
+
+    monkeypatch.setattr(registry_module.shutil, "copyfile", copy_then_tamper)
+    with pytest.raises(ModelError, match="changed while it was being copied"):
+        store.add(other_model)
+    assert _tree(store.root) == {} and list((store.root / "versions").iterdir()) == []
+
+
+def test_export_writes_a_plain_folder_that_loads_as_the_shipped_model_would(store, other_model, tmp_path):
+    version = store.add(other_model)
+    out = store.export(version, tmp_path / "ship" / "model")
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.joblib"]
+    assert ModelStore(tmp_path / "fresh-store", out).load_serving().version == version
+    with pytest.raises(ModelError, match="already exists"):
+        store.export(version, out)
+    assert load_model(out).version == version
