@@ -10,8 +10,16 @@ import click
 
 from moderation.cli.common import cli_config, cli_session
 from moderation.ml import ModelError
-from moderation.ml.data import DataError, Dataset, read_datasets
-from moderation.ml.registry import adopt_plain_folder, history, is_registry, list_versions, promote, rollback
+from moderation.ml.data import DataError, Dataset, read_dataset, read_datasets
+from moderation.ml.registry import (
+    adopt_plain_folder,
+    history,
+    is_registry,
+    list_versions,
+    promote,
+    rollback,
+    serving_dir,
+)
 
 
 def _progress(message: str) -> None:
@@ -114,3 +122,24 @@ def rollback_(model_dir: str | None) -> None:
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"serving {entry['version']} (was {entry['previous']})")
+
+
+@models.command("calibrate")
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_paths", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A training file of the model (repeat for each; checked against the recorded SHA-256).")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1), help="Parallel fold fits.")
+def calibrate_(model: str, data_paths: tuple[str, ...], jobs: int) -> None:
+    """Write MODEL's out-of-fold calibration scores into its metadata.json (the artifact stays as it is).
+
+    MODEL is a version folder, or a model root (its serving version). Give the files it was trained on.
+    """
+    from moderation.ml.recalibrate import recalibrate
+
+    try:
+        datasets = [read_dataset(path) for path in data_paths]
+        metadata = recalibrate(serving_dir(model), datasets, n_jobs=jobs, progress=_progress)
+    except (DataError, ModelError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"version": metadata["version"], "routing": metadata["routing"],
+                           "calibration_rows": metadata["calibration"]["rows"]}, indent=2))
