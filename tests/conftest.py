@@ -20,6 +20,7 @@ from moderation.extensions import db
 from moderation.migrations import alembic_config
 from moderation.ml import load_model, train_and_save
 from moderation.services.keys import create_key
+from moderation.services.policy import forget_cached_policy
 from moderation.services.wordlists import forget_cached_lists
 
 POSTGRES_URL = os.environ.get("MODERATION_TEST_POSTGRES_URL")
@@ -98,6 +99,7 @@ def postgres_schema() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database with the schema: a SQLite file, or the truncated PostgreSQL test database."""
     forget_cached_lists()  # per-process caches must not outlive the data they came from
+    forget_cached_policy()
     listing_cache.clear()
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
@@ -121,6 +123,8 @@ def app_config(database_url: str, tiny_model_dir: Path, tiny_model_held) -> dict
         "MODEL_DIR": str(tiny_model_dir),
         "APPROVE_THRESHOLD": 0.35,
         "REJECT_THRESHOLD": 0.65,
+        # No random audit sample unless a test asks for one: routing assertions stay deterministic.
+        "AUDIT_RATE": 0.0,
         "RATELIMIT_ENABLED": False,
         "TESTING": True,
     }

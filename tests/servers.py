@@ -28,6 +28,8 @@ def service_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: this venv first on PATH, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # No random audit sample unless a test asks for one: routing assertions stay deterministic.
+    env["MODERATION_AUDIT_RATE"] = "0"
     env.update(extra)
     return env
 
