@@ -20,7 +20,7 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from moderation.config import PREFIX, ConfigError
-from moderation.metrics import MODEL, SCORING
+from moderation.metrics import MODEL, POLICY, SCORING
 from moderation.ml import LoadedModel, ModelError, Score
 from moderation.ml.calibration import Calibration, CurvePoint, Evidence, calibrate
 from moderation.ml.registry import load_serving, load_version, read_pointer
@@ -133,6 +133,7 @@ class ModelHolder:
         model = load_serving(root)
         self.serving = Serving(TimedModel(model), config)
         self.error: str | None = None
+        self.applied_policy: RoutingPolicy | None = None  # the last policy this process routed with (metrics)
         self._failed_pointer: str | None = None
         self._checked = time.monotonic()
         self._loading = threading.Lock()
@@ -208,8 +209,13 @@ class Classifier:
 
     def settled(self, session: Session) -> tuple[Serving, StoredPolicy, Settled]:
         """Return the serving model, the site's policy in force and the thresholds it gives, consistently."""
-        serving = self.holder.serving
+        holder = self.holder
+        serving = holder.serving
         stored = current_policy(session, current_app.config)
+        if stored.policy != holder.applied_policy:
+            holder.applied_policy = stored.policy
+            for setting, value in stored.policy.as_dict().items():
+                POLICY.labels(setting).set(value)
         return serving, stored, serving.settle(stored.policy)
 
     def pair(self, session: Session) -> tuple[TimedModel, Thresholds]:

@@ -12,3 +12,5 @@ SCORING = Histogram("moderation_scoring_duration_seconds", "Time to score one te
                     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05))
 MODEL = Gauge("moderation_model_info", "The serving model version of each worker (value 1)", ["version"],
               multiprocess_mode="liveall")
+POLICY = Gauge("moderation_routing_policy", "The routing policy each worker applies, by setting", ["setting"],
+               multiprocess_mode="liveall")
