@@ -128,7 +128,7 @@ def test_the_service_refuses_out_of_range_values_itself(app):
 
 def test_manual_thresholds_win_over_the_policy(client, auth):
     """The suite's app sets MODERATION_APPROVE_THRESHOLD / REJECT_THRESHOLD: they stay as they are."""
-    body = client.put(POLICY, headers=auth["admin"], json=NEW).json
+    body = client.put(POLICY, headers=auth["admin"], json={**NEW, "audit_rate": 0.0}).json
     assert body["thresholds"] == {"approve": 0.35, "reject": 0.65, "approve_source": "manual",
                                   "reject_source": "manual"}
     assert submit(client, auth, text=FRIENDLY[0])["status"] == "approved"
@@ -175,3 +175,19 @@ def test_other_processes_see_a_change_within_the_cache_time(app, auth, client, m
     assert client.get(POLICY, headers=auth["moderator"]).json["policy"] == DEFAULTS
     clock[0] += policy_service.CACHE_SECONDS + 0.1
     assert client.get(POLICY, headers=auth["moderator"]).json["policy"] == NEW
+
+
+def test_a_model_with_broken_calibration_data_is_refused(tmp_path, tiny_model_dir, app_config):
+    import shutil
+
+    from moderation import create_app
+    from moderation.ml import ModelError
+    from moderation.ml.model import read_metadata, write_metadata
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    metadata = read_metadata(broken)
+    metadata["calibration"] = {"removed": [0.2, "viel"], "kept": [0.1]}
+    write_metadata(broken, metadata)
+    with pytest.raises(ModelError, match="unreadable calibration data"):
+        create_app({**app_config, "MODEL_DIR": str(broken)})
