@@ -348,12 +348,9 @@ def calibrate(evidence: Evidence, policy: Policy = Policy(), *,  # noqa: B008
     rejected_kept = 1.0 - float(bounds.below_kept[reject_at]) if reject_at is not None else 0.0
 
     def approve_for(max_leak: float) -> tuple[int | None, float]:
-        index = _approve_index(bounds, max_leak, approve_at_most)
-        threshold = float(bounds.candidates[index]) if index is not None else 0.0
-        if threshold > reject:  # the bands never overlap: what the reject side takes is not published
-            index = int(np.searchsorted(bounds.candidates, reject, side="left"))
-            threshold = reject
-        return index, threshold
+        # The bands never overlap: what the reject side takes is not published.
+        index = _approve_index(bounds, max_leak, min(approve_at_most, reject))
+        return index, float(bounds.candidates[index]) if index is not None else 0.0
 
     approve_at, approve = approve_for(policy.max_leak)
     approved_removed = float(bounds.below_removed[approve_at]) if approve_at is not None else 0.0

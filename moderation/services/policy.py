@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -57,7 +58,7 @@ class StoredPolicy:
     policy: RoutingPolicy
     source: str  # "environment" or "database"
     updated_by: str | None = None
-    updated_at: Any = None
+    updated_at: datetime | None = None
 
 
 def policy_errors(values: dict[str, Any]) -> dict[str, list[str]]:

@@ -191,6 +191,9 @@ def test_chosen_thresholds_keep_their_promise_on_known_distributions():
     leaks, misses = 0, 0
     for seed in range(100):
         chosen = calibrate(draw(300, 600, removed=removed, kept=kept, seed=seed), POLICY)
+        assert chosen.approve_threshold <= chosen.reject_threshold
+        assert chosen.approve_threshold == 0 or chosen.leak_upper <= POLICY.max_leak
+        assert chosen.reject_threshold == 1 or chosen.reject_precision_lower >= POLICY.min_reject_precision
         if chosen.approve_threshold > 0 and true_leak(chosen.approve_threshold, 0.10, removed, kept) > 0.02:
             leaks += 1
         if chosen.reject_threshold < 1 and true_precision(chosen.reject_threshold, 0.10, removed, kept) < 0.95:
