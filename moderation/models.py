@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from moderation.db import Base, UTCDateTime, utcnow
@@ -73,7 +73,7 @@ class Comment(Base):
     # What the model decided on its own at intake (approved or rejected; None when it held the comment or a
     # rule decided), and whether that decision was drawn into the audit sample and held for a person instead.
     auto_route: Mapped[str | None] = mapped_column(String(16))
-    audited: Mapped[bool] = mapped_column(Boolean, default=False)
+    audited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     article: Mapped[Article] = relationship(lazy="joined", innerjoin=True)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
@@ -128,8 +129,12 @@ def update_policy(session: Session, values: dict[str, Any], *, actor: str, confi
     now = utcnow()
     row = session.get(Setting, POLICY_KEY)
     if row is None:
-        session.add(Setting(key=POLICY_KEY, value=new.as_dict(), updated_by=actor, updated_at=now))
-    else:
+        try:
+            with session.begin_nested():
+                session.add(Setting(key=POLICY_KEY, value=new.as_dict(), updated_by=actor, updated_at=now))
+        except IntegrityError:  # another admin stored the first policy at the same moment: update theirs
+            row = session.get(Setting, POLICY_KEY, populate_existing=True)
+    if row is not None:
         row.value, row.updated_by, row.updated_at = new.as_dict(), actor, now
     session.add(SettingChange(key=POLICY_KEY, old_value=old.policy.as_dict(), new_value=new.as_dict(),
                               changed_by=actor, created_at=now))

@@ -45,8 +45,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('auto_route', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('audited', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.create_index('ix_comments_audited', ['audited', 'model_version'], unique=False)
-    with op.batch_alter_table('comments', schema=None) as batch_op:
-        batch_op.alter_column('audited', server_default=None)
 
 
 def downgrade() -> None:
