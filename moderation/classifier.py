@@ -1,4 +1,4 @@
-"""Flask extension holding the serving model, its routing thresholds, and their hot reload.
+"""Flask extension holding the serving model, its routing thresholds under the site's policy, and their hot reload.
 
 The serving model is the model store's CURRENT version, or the shipped model while the store names
 none. Each process polls the store's CURRENT pointer (at most every MODEL_RELOAD_SECONDS, on a request)
@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy.orm import Session
 
 from moderation.config import PREFIX, ConfigError
-from moderation.metrics import MODEL, SCORING
+from moderation.metrics import MODEL, POLICY, SCORING
 from moderation.ml import LoadedModel, ModelError, Score
+from moderation.ml.calibration import Calibration, CurvePoint, Evidence, calibrate
 from moderation.ml.registry import ModelStore
+from moderation.services.policy import RoutingPolicy, StoredPolicy, current_policy, default_policy
 from moderation.services.routing import Thresholds
 
 log = logging.getLogger(__name__)
@@ -46,26 +49,78 @@ class TimedModel:
 
 
 @dataclass(frozen=True)
-class Serving:
-    """What one request scores and routes with; swapped as a whole."""
+class Settled:
+    """The thresholds a policy gives the serving model, the calibration behind them, and where each comes from."""
 
-    model: TimedModel
     thresholds: Thresholds
+    calibration: Calibration | None
+    approve_source: str  # "manual" (configuration), "calibration" or "model" (metadata.json, no calibration)
+    reject_source: str
 
-    def pair(self) -> tuple[TimedModel, Thresholds]:
-        return self.model, self.thresholds
+
+class Serving:
+    """What one request scores and routes with; swapped as a whole when a new version is promoted.
+
+    The thresholds follow the site's routing policy: computed from the model's calibration data for each
+    policy (cheap, and kept per policy), unless MODERATION_APPROVE_THRESHOLD / REJECT_THRESHOLD fix them.
+    """
+
+    def __init__(self, model: TimedModel, config: dict) -> None:
+        self.model = model
+        self.manual = (config.get("APPROVE_THRESHOLD"), config.get("REJECT_THRESHOLD"))
+        stored = model.metadata.get("calibration")
+        try:
+            self.evidence = Evidence.from_metadata(stored) if stored is not None else None
+        except ValueError as exc:
+            raise ModelError(f"model {model.version} has unreadable calibration data: {exc}") from exc
+        self._settled: dict[RoutingPolicy, Settled] = {}
+        self._lock = threading.Lock()
+        self.thresholds = self.settle(default_policy(config)).thresholds  # also checks the configuration
+
+    def settle(self, policy: RoutingPolicy) -> Settled:
+        """Return the thresholds for `policy` (computed once per policy)."""
+        settled = self._settled.get(policy)
+        if settled is None:
+            settled = settle_thresholds(self.model, self.evidence, self.manual, policy)
+            with self._lock:
+                if len(self._settled) >= 32:  # policies change rarely; never let this grow without bound
+                    self._settled.clear()
+                self._settled[policy] = settled
+        return settled
+
+    def curve(self, policy: RoutingPolicy, leaks: tuple[float, ...]) -> tuple[CurvePoint, ...]:
+        """Return the automation each leak budget in `leaks` would buy under `policy` (empty without calibration)."""
+        if self.evidence is None:
+            return ()
+        decision = self.model.decision_threshold
+        return calibrate(self.evidence, policy.for_calibration(), curve_leaks=leaks, approve_at_most=decision,
+                         reject_at_least=decision).curve
 
 
-def settle_thresholds(model: LoadedModel, config: dict) -> Thresholds:
-    """Return the model's routing thresholds, overridden by configuration where set."""
-    approve, reject = config.get("APPROVE_THRESHOLD"), config.get("REJECT_THRESHOLD")
-    thresholds = Thresholds(approve=model.approve_threshold if approve is None else approve,
-                            reject=model.reject_threshold if reject is None else reject,
-                            decision=model.decision_threshold)
-    if thresholds.approve > thresholds.reject:
-        raise ConfigError(f"approve threshold {thresholds.approve} is above reject threshold {thresholds.reject}; "
+def settle_thresholds(model: LoadedModel, evidence: Evidence | None, manual: tuple[float | None, float | None],
+                      policy: RoutingPolicy) -> Settled:
+    """Return the routing thresholds for `policy`: calibrated on `evidence`, overridden where `manual` sets them.
+
+    The calibrated band keeps the model's decision threshold inside it: what the model takes for offensive is
+    never published by score alone. A manual threshold wins over the calibrated other side where they cross.
+    """
+    approve, reject = manual
+    decision = model.decision_threshold
+    calibration = None
+    if evidence is not None:
+        calibration = calibrate(evidence, policy.for_calibration(), approve_at_most=decision,
+                                reject_at_least=decision)
+        auto_approve, auto_reject, source = calibration.approve_threshold, calibration.reject_threshold, "calibration"
+    else:
+        auto_approve, auto_reject, source = model.approve_threshold, model.reject_threshold, "model"
+    if approve is not None and reject is not None and approve > reject:
+        raise ConfigError(f"approve threshold {approve} is above reject threshold {reject}; "
                           f"check {PREFIX}APPROVE_THRESHOLD / {PREFIX}REJECT_THRESHOLD")
-    return thresholds
+    final_approve = approve if approve is not None else min(auto_approve, reject if reject is not None else 1.0)
+    final_reject = reject if reject is not None else max(auto_reject, final_approve)
+    return Settled(
+        Thresholds(approve=final_approve, reject=final_reject, decision=decision, audit_rate=policy.audit_rate),
+        calibration, "manual" if approve is not None else source, "manual" if reject is not None else source)
 
 
 class ModelHolder:
@@ -76,8 +131,9 @@ class ModelHolder:
         self.interval = float(config.get("MODEL_RELOAD_SECONDS", 2))
         self.pointer = store.pointer()
         model = store.load_serving()
-        self.serving = Serving(TimedModel(model), settle_thresholds(model, config))
+        self.serving = Serving(TimedModel(model), config)
         self.error: str | None = None
+        self.applied_policy: RoutingPolicy | None = None  # the last policy this process routed with (metrics)
         self._failed_pointer: str | None = None
         self._checked = time.monotonic()
         self._loading = threading.Lock()
@@ -110,7 +166,7 @@ class ModelHolder:
     def _load(self, pointer: str, locked: bool = False) -> None:
         try:
             model = self.store.load_version(pointer)
-            serving = Serving(TimedModel(model), settle_thresholds(model, self.config))
+            serving = Serving(TimedModel(model), self.config)
         except (ModelError, ConfigError) as exc:
             self.error, self._failed_pointer = f"refused model {pointer}: {exc}", pointer
             log.error("model_reload_refused", extra={"version": pointer, "error": str(exc)})
@@ -148,4 +204,21 @@ class Classifier:
 
     @property
     def thresholds(self) -> Thresholds:
+        """The thresholds at the environment's policy (routing reads the stored policy: see `pair`)."""
         return self.holder.serving.thresholds
+
+    def settled(self, session: Session) -> tuple[Serving, StoredPolicy, Settled]:
+        """Return the serving model, the site's policy in force and the thresholds it gives, consistently."""
+        holder = self.holder
+        serving = holder.serving
+        stored = current_policy(session, current_app.config)
+        if stored.policy != holder.applied_policy:
+            holder.applied_policy = stored.policy
+            for setting, value in stored.policy.as_dict().items():
+                POLICY.labels(setting).set(value)
+        return serving, stored, serving.settle(stored.policy)
+
+    def pair(self, session: Session) -> tuple[TimedModel, Thresholds]:
+        """Return the model and the thresholds of this moment, under the site's current routing policy."""
+        serving, _, settled = self.settled(session)
+        return serving.model, settled.thresholds

@@ -50,6 +50,20 @@ def _fraction(raw: str) -> float:
     return value
 
 
+def _open_fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 < value < 1.0:
+        raise ValueError("expected a number above 0 and below 1")
+    return value
+
+
+def _positive_fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 < value <= 1.0:
+        raise ValueError("expected a number above 0 and at most 1")
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -116,9 +130,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
             "How often each worker checks MODEL_STORE/CURRENT for a promoted version (0: never)."),
     Setting("APPROVE_THRESHOLD", _fraction, None,
-            "Toxicity below this publishes at once; default: the model's calibrated value."),
+            "Toxicity below this publishes at once; default: calibrated for the routing policy (manual override)."),
     Setting("REJECT_THRESHOLD", _fraction, None,
-            "Toxicity at or above this rejects; default: the model's calibrated value."),
+            "Toxicity at or above this rejects; default: calibrated for the routing policy (manual override)."),
+    Setting("MAX_LEAK", _open_fraction, 0.02,
+            "Routing policy: at most this share of automatically published comments would have been removed by the "
+            "site's moderators (95% upper confidence bound); the dashboard's stored policy overrides it."),
+    Setting("MIN_REJECT_PRECISION", _positive_fraction, 0.95,
+            "Routing policy: at least this share of automatically rejected comments would have been removed by the "
+            "site's moderators (95% lower confidence bound)."),
+    Setting("EXPECTED_REMOVAL_RATE", _open_fraction, 0.10,
+            "Routing policy: the share of comments the site's moderators remove; the thresholds are calibrated at it."),
+    Setting("AUDIT_RATE", _fraction, 0.02,
+            "Routing policy: this random share of the model's own decisions waits for a person (`audit_sample`) "
+            "to measure the leak."),
     Setting("MAX_TEXT_LENGTH", _positive_int, 5000, "Longest comment text in characters."),
     Setting("MAX_AUTHOR_NAME_LENGTH", _positive_int, 100, "Longest author display name in characters."),
     Setting("MAX_BODY_BYTES", _positive_int, 65536, "Largest request body; larger answers 413."),

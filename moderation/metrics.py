@@ -17,3 +17,5 @@ RATELIMIT_FAILOVERS = Counter("moderation_ratelimit_storage_failovers_total",
 RATELIMIT_DEGRADED = Gauge("moderation_ratelimit_storage_degraded",
                            "1 while a worker counts rate limits in its own memory because the storage failed",
                            multiprocess_mode="livemax")
+POLICY = Gauge("moderation_routing_policy", "The routing policy each worker applies, by setting", ["setting"],
+               multiprocess_mode="liveall")

@@ -1,10 +1,10 @@
-"""Tables: articles, comments, the moderation audit trail, API keys and the moderators' page sessions."""
+"""Tables: articles, comments, the audit trail, API keys, moderators' page sessions and the site's settings."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from moderation.db import Base, UTCDateTime, utcnow
@@ -47,6 +47,8 @@ class Comment(Base):
         # The queue of one article (moderators filter by article); without it SQLite walked every
         # pending comment of every article through ix_comments_queue.
         Index("ix_comments_article_queue", "article_id", "status", "reported", "toxicity"),
+        # The measured leak reads the audit sample alone (a few percent of the comments).
+        Index("ix_comments_audited", "audited", "model_version"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -70,6 +72,10 @@ class Comment(Base):
     # A moderator's claim, so two moderators never review the same comment.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the model decided on its own at intake (approved or rejected; None when it held the comment or a
+    # rule decided), and whether that decision was drawn into the audit sample and held for a person instead.
+    auto_route: Mapped[str | None] = mapped_column(String(16))
+    audited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     article: Mapped[Article] = relationship(lazy="joined", innerjoin=True)
 
@@ -262,3 +268,27 @@ class WebSession(Base):
     key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Setting(Base):
+    """A setting the site changes at run time (the routing policy), read by every worker within seconds."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SettingChange(Base):
+    """The audit trail of settings: who changed what, when, from which value to which."""
+
+    __tablename__ = "setting_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    old_value: Mapped[dict | None] = mapped_column(JSON)
+    new_value: Mapped[dict] = mapped_column(JSON)
+    changed_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

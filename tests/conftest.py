@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from alembic import command
 from click.testing import CliRunner
@@ -19,7 +21,10 @@ from moderation.db import Base, make_engine
 from moderation.extensions import db
 from moderation.migrations import alembic_config
 from moderation.ml import load_model, train_and_save
+from moderation.ml.calibration import ClassSample, Evidence
+from moderation.ml.model import read_metadata, write_metadata
 from moderation.services.keys import create_key
+from moderation.services.policy import forget_cached_policy
 from moderation.services.wordlists import forget_cached_lists
 
 POSTGRES_URL = os.environ.get("MODERATION_TEST_POSTGRES_URL")
@@ -74,6 +79,26 @@ def tiny_model_held(tiny_model_dir: Path):
     return load_model(tiny_model_dir)
 
 
+# Held-out scores of a model that separates well (removed ~ Beta(3, 2), kept ~ Beta(2, 5)): with the tiny
+# model's decision threshold 0.5 the default policy publishes below 0.322 (the friendly comments score ~0.21-0.25),
+# a 1 % leak budget publishes nothing, a 5 % budget publishes below 0.5 ("Das ist Unsinn." scores 0.443).
+CALIBRATED_APPROVE = {0.01: 0.0, 0.02: 0.3221, 0.05: 0.5}
+BORDERLINE = "Das ist Unsinn."
+
+
+@pytest.fixture(scope="session")
+def calibrated_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model with calibration data of a well-separating model in its metadata (the artifact unchanged)."""
+    out = tmp_path_factory.mktemp("calibrated-model")
+    shutil.copytree(tiny_model_dir, out, dirs_exist_ok=True)
+    rng = np.random.default_rng(1)
+    evidence = Evidence(ClassSample(rng.beta(3, 2, 1000)), ClassSample(rng.beta(2, 5, 2000)), source="synthetic")
+    metadata = read_metadata(out)
+    metadata["calibration"] = evidence.to_metadata()
+    write_metadata(out, metadata)
+    return out
+
+
 @contextmanager
 def scratch_postgres_database(prefix: str) -> Iterator[str]:
     """Create an empty database on the test server, yield its URL, drop it afterwards.
@@ -106,6 +131,7 @@ def postgres_schema() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database with the schema: a SQLite file, or the truncated PostgreSQL test database."""
     forget_cached_lists()  # per-process caches must not outlive the data they came from
+    forget_cached_policy()
     listing_cache.clear()
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'test.db'}"
@@ -130,6 +156,8 @@ def app_config(database_url: str, tiny_model_dir: Path, tiny_model_held, tmp_pat
         "MODEL_STORE": str(tmp_path / "store"),
         "APPROVE_THRESHOLD": 0.35,
         "REJECT_THRESHOLD": 0.65,
+        # No random audit sample unless a test asks for one: routing assertions stay deterministic.
+        "AUDIT_RATE": 0.0,
         "RATELIMIT_ENABLED": False,
         "TESTING": True,
     }

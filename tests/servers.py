@@ -30,6 +30,8 @@ def service_env(**extra: str) -> dict[str, str]:
     if "MODERATION_MODEL_STORE" in os.environ:  # the test session's empty store, not the developer's own
         env["MODERATION_MODEL_STORE"] = os.environ["MODERATION_MODEL_STORE"]
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # No random audit sample unless a test asks for one: routing assertions stay deterministic.
+    env["MODERATION_AUDIT_RATE"] = "0"
     env.update(extra)
     return env
 

@@ -81,7 +81,7 @@ class ArticleComments(MethodView):
         """
         article_id = checked_article_id(article_id)
         submission = service.submit_comment(
-            db.session, *classifier.serving.pair(), article_id, service.NewComment(**data),
+            db.session, *classifier.pair(db.session), article_id, service.NewComment(**data),
             idempotency=idempotency(article_id, data),
             duplicate_window=timedelta(seconds=current_app.config["DUPLICATE_WINDOW_SECONDS"]),
         )

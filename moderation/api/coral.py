@@ -128,7 +128,7 @@ class CoralModeration(MethodView):
             return Response(status=204)
         new = service.NewComment(author_id=data["author"]["id"], author_name=data["author"]["id"], text=text)
         try:
-            comment = service.submit_comment(db.session, *classifier.serving.pair(),
+            comment = service.submit_comment(db.session, *classifier.pair(db.session),
                                              data["story"]["id"], new).comment
         except ArticleClosed:
             return {"status": "REJECTED"}

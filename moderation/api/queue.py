@@ -12,6 +12,7 @@ from moderation.api.auth import ADMIN, MODERATOR, Blueprint, current_key
 from moderation.api.schemas import CommentOut, ErrorSchema, Highlight
 from moderation.extensions import classifier, db
 from moderation.services import audit
+from moderation.services import policy as policy_service
 from moderation.services import queue as queue_service
 from moderation.text import ARTICLE_ID, MAX_ID
 
@@ -180,6 +181,48 @@ class VersionAgreement(Schema):
     overruled_automatic = fields.Integer(required=True)
 
 
+class Estimate(Schema):
+    """A share of the moderators' decisions on the audit sample, with its 95 % Clopper–Pearson interval."""
+
+    decided = fields.Integer(required=True, metadata={"description": "Audited comments a moderator decided."})
+    removed = fields.Integer(required=True, metadata={"description": "Of those, rejected by the moderator."})
+    share = fields.Float(allow_none=True, required=True)
+    low = fields.Float(allow_none=True, required=True)
+    high = fields.Float(allow_none=True, required=True)
+
+
+class AuditRow(Schema):
+    sampled = fields.Integer(required=True)
+    pending = fields.Integer(required=True, metadata={"description": "Audited comments still waiting."})
+    leak = fields.Nested(Estimate, required=True, metadata={
+        "description": "Would-publish comments of the sample: the share moderators rejected is the measured leak."})
+    reject_precision = fields.Nested(Estimate, required=True, metadata={
+        "description": "Would-reject comments of the sample: the share moderators rejected is the precision."})
+
+
+class VersionAudit(AuditRow):
+    model_version = fields.String(required=True)
+
+
+class WeekAudit(AuditRow):
+    week = fields.String(required=True, metadata={"example": "2026-W49"})
+
+
+class AuditBudget(Schema):
+    max_leak = fields.Float(required=True)
+    min_reject_precision = fields.Float(required=True)
+    audit_rate = fields.Float(required=True)
+
+
+class AuditSchema(Schema):
+    """The automatic routing measured on the random audit sample (reason `audit_sample`), beside the budget."""
+
+    budget = fields.Nested(AuditBudget, required=True)
+    overall = fields.Nested(AuditRow, required=True)
+    by_model_version = fields.List(fields.Nested(VersionAudit), required=True)
+    by_week = fields.List(fields.Nested(WeekAudit), required=True, metadata={"description": "ISO weeks of arrival."})
+
+
 class StatsSchema(Schema):
     total = fields.Integer(required=True)
     by_status = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
@@ -191,6 +234,7 @@ class StatsSchema(Schema):
     overrule_rate = fields.Float(allow_none=True, required=True)
     by_model_version = fields.List(fields.Nested(VersionAgreement), required=True)
     daily = fields.List(fields.Nested(DaySchema), required=True)
+    audit = fields.Nested(AuditSchema, required=True)
 
 
 @blp.route("/stats")
@@ -198,5 +242,7 @@ class Stats(MethodView):
     @blp.response(200, StatsSchema)
     @blp.requires(MODERATOR, ADMIN)
     def get(self) -> dict[str, Any]:
-        """Counts by status and queue, the share decided without a person, how often moderators overruled the model."""
-        return audit.stats(db.session, decision_threshold=classifier.model.decision_threshold)
+        """Counts by status and queue, the share decided without a person, how often moderators overruled the model,
+        and the leak and reject precision measured on the audit sample beside the budget."""
+        policy = policy_service.current_policy(db.session, current_app.config).policy
+        return audit.stats(db.session, decision_threshold=classifier.model.decision_threshold, policy=policy)

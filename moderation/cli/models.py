@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
 from moderation.cli.common import OldSpellings, cli_session, model_store, store_option
 from moderation.ml import ModelError
-from moderation.ml.data import DataError, Dataset, read_datasets
+from moderation.ml.data import DataError, Dataset, read_dataset, read_datasets
 
 
 def _progress(message: str) -> None:
@@ -138,3 +139,25 @@ def export(version: str | None, out_dir: str, store: str | None) -> None:
     except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {written}")
+
+
+@models.command("calibrate")
+@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_paths", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A training file of the model (repeat for each; checked against the recorded SHA-256).")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1), help="Parallel fold fits.")
+def calibrate_(model: str, data_paths: tuple[str, ...], jobs: int) -> None:
+    """Write MODEL's out-of-fold calibration scores into its metadata.json (the artifact stays as it is).
+
+    MODEL is a model folder (the shipped `model/`, or a version folder in the store). Give the files it was
+    trained on.
+    """
+    from moderation.ml.recalibrate import recalibrate
+
+    try:
+        datasets = [read_dataset(path) for path in data_paths]
+        metadata = recalibrate(Path(model), datasets, n_jobs=jobs, progress=_progress)
+    except (DataError, ModelError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"version": metadata["version"], "routing": metadata["routing"],
+                           "calibration_rows": metadata["calibration"]["rows"]}, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 import warnings
 import weakref
@@ -154,6 +155,35 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
         if key not in metadata:
             raise ModelError(f"metadata lacks {key!r}: {meta_path}")
     return metadata
+
+
+def dump_metadata(metadata: dict[str, Any]) -> str:
+    """Return metadata.json's text: indented, but each list of numbers on one line (calibration scores)."""
+    compact: dict[str, str] = {}
+
+    def shrink(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: shrink(item) for key, item in value.items()}
+        if isinstance(value, list) and len(value) > 8 and all(
+                isinstance(item, int | float) and not isinstance(item, bool) for item in value):
+            token = f"@@numbers{len(compact)}@@"
+            compact[token] = json.dumps(value, separators=(",", ":"))
+            return token
+        if isinstance(value, list):
+            return [shrink(item) for item in value]
+        return value
+
+    text = json.dumps(shrink(metadata), indent=2, ensure_ascii=False)
+    for token, numbers in compact.items():
+        text = text.replace(f'"{token}"', numbers, 1)
+    return text + "\n"
+
+
+def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
+    """Write a model folder's metadata.json atomically."""
+    tmp = model_dir / "metadata.json.tmp"
+    tmp.write_text(dump_metadata(metadata), encoding="utf-8")
+    os.replace(tmp, model_dir / "metadata.json")
 
 
 def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> LoadedModel:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -20,12 +19,9 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
-from moderation.ml.metrics import (
-    best_macro_f1_threshold,
-    classification_metrics,
-    routing_thresholds,
-)
-from moderation.ml.model import ARTIFACT_FORMAT, file_sha256
+from moderation.ml.calibration import Evidence, Policy, calibrate
+from moderation.ml.metrics import best_macro_f1_threshold, classification_metrics
+from moderation.ml.model import ARTIFACT_FORMAT, file_sha256, write_metadata
 from moderation.ml.pipeline import (
     DEFAULT_PARAMS,
     SERVED_DOMAIN,
@@ -109,6 +105,31 @@ def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict
     return oof, folds
 
 
+def calibration_evidence(labels: np.ndarray, oof: np.ndarray, served: np.ndarray, *, folds: int, seed: int,
+                         sources: list[dict] | None) -> Evidence:
+    """Return the served rows' out-of-fold scores per class: what routing thresholds are calibrated on."""
+    files = ", ".join(str(source.get("path")) for source in sources or []) or "the training rows"
+    source = (f"out-of-fold scores (stratified grouped {folds}-fold cross-validation, seed {seed}) "
+              f"of the {SERVED_DOMAIN} rows of {files}")
+    return Evidence.from_labels(oof[served], labels[served], source=source)
+
+
+def default_routing(evidence: Evidence, decision: float) -> dict[str, Any]:
+    """Return the routing thresholds of the default policy on `evidence`, as metadata.json records them."""
+    policy = Policy()
+    chosen = calibrate(evidence, policy, approve_at_most=decision, reject_at_least=decision)
+    return {
+        "approve_threshold": chosen.approve_threshold,
+        "reject_threshold": chosen.reject_threshold,
+        "source": "calibration at the default policy (the service recomputes them for the site's policy)",
+        "max_leak": policy.max_leak, "min_reject_precision": policy.min_reject_precision,
+        "removal_rate": policy.removal_rate, "confidence": policy.confidence,
+        "expected": {key: chosen.as_dict()[key] for key in (
+            "approved_share", "rejected_share", "automated_share", "leak", "leak_upper", "reject_precision",
+            "reject_precision_lower")},
+    }
+
+
 def _check_inputs(texts, labels, categories, groups, domains) -> None:
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
@@ -171,11 +192,14 @@ def train_and_save(
         routing = {"approve_threshold": FALLBACK_THRESHOLDS["approve"],
                    "reject_threshold": FALLBACK_THRESHOLDS["reject"], "source": "default"}
         validation: dict[str, Any] = {"skipped": "too little data for cross-validation"}
+        evidence = None
     else:
         decision = DECISION_THRESHOLD
         y_served, oof_served = y[served], oof[served]
-        routing = {**routing_thresholds(y_served, oof_served, decision), "source": "out-of-fold",
-                   "rows": len(y_served)}
+        # Thresholds come from the per-class score distributions at a site's removal rate, never from
+        # the class mix of the training file (moderation.ml.calibration).
+        evidence = calibration_evidence(y, oof, served, folds=folds, seed=seed, sources=sources)
+        routing = {**default_routing(evidence, decision), "rows": len(y_served)}
         best = best_macro_f1_threshold(y_served, oof_served)
         validation = {
             "method": f"stratified grouped {folds}-fold cross-validation, seed {seed}",
@@ -227,12 +251,11 @@ def train_and_save(
         "validation": validation,
         "decision_threshold": decision,
         "routing": routing,
+        **({"calibration": evidence.to_metadata()} if evidence is not None else {}),
         "categories": {"labels": [str(c) for c in head.classes_] if head is not None else [],
                        "training_rows": category_counts},
         "training_seconds": round(time.perf_counter() - started, 1),
     }
-    tmp = out / "metadata.json.tmp"
-    tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "metadata.json")
+    write_metadata(out, metadata)
     say(f"wrote {out} (version {metadata['version']}, {metadata['artifact']['bytes']} bytes)")
     return metadata

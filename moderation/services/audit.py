@@ -8,7 +8,9 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
+from moderation.ml.calibration import proportion_interval
 from moderation.models import APPROVED, PENDING, REJECTED, STATUSES, Comment, ModerationAction
+from moderation.services.policy import RoutingPolicy
 
 
 def audit_trail(
@@ -52,8 +54,10 @@ def queue_sizes(session: Session) -> dict[str, int]:
     return sizes
 
 
-def stats(session: Session, *, decision_threshold: float, days: int = 14) -> dict:
-    """Counts by status and queue, automation rate, how often moderators overruled the model, per version."""
+def stats(session: Session, *, decision_threshold: float, policy: RoutingPolicy | None = None, days: int = 14) -> dict:
+    """Counts by status and queue, automation rate, how often moderators overruled the model, per version; the
+    leak and reject precision measured on the audit sample beside the budget of `policy` (default: the defaults)."""
+    policy = policy or RoutingPolicy()
     by_status = dict.fromkeys(STATUSES, 0)
     for status, count in session.execute(select(Comment.status, func.count()).group_by(Comment.status)):
         by_status[status] = count
@@ -97,6 +101,8 @@ def stats(session: Session, *, decision_threshold: float, days: int = 14) -> dic
         "overrule_rate": round(overruled / decisions, 4) if decisions else None,
         "by_model_version": per_version,
         "daily": daily(session, days=days),
+        "audit": {"budget": {"max_leak": policy.max_leak, "min_reject_precision": policy.min_reject_precision,
+                             "audit_rate": policy.audit_rate}, **audit_estimates(session)},
     }
 
 
@@ -123,3 +129,57 @@ def daily(session: Session, *, days: int) -> list[dict]:
             table[key][f"{'approved' if status == APPROVED else 'rejected'}_{'auto' if automatic else 'moderator'}"] \
                 += count
     return [{"day": key, **counts} for key, counts in table.items()]
+
+
+def _estimate(decided: int, removed: int) -> dict:
+    """A share of the moderators' decisions with its two-sided 95 % Clopper–Pearson interval."""
+    interval = proportion_interval(removed, decided)
+    return {"decided": decided, "removed": removed,
+            "share": round(removed / decided, 4) if decided else None,
+            "low": round(interval[0], 4) if interval else None, "high": round(interval[1], 4) if interval else None}
+
+
+def _audit_row(counts: dict[tuple[str, str], int]) -> dict:
+    """Turn counts by (what the model would have done, final status) into the leak and reject precision."""
+    publish = {status: counts.get((APPROVED, status), 0) for status in STATUSES}
+    reject = {status: counts.get((REJECTED, status), 0) for status in STATUSES}
+    return {
+        "sampled": sum(publish.values()) + sum(reject.values()),
+        "pending": publish[PENDING] + reject[PENDING],
+        "leak": _estimate(publish[APPROVED] + publish[REJECTED], publish[REJECTED]),
+        "reject_precision": _estimate(reject[APPROVED] + reject[REJECTED], reject[REJECTED]),
+    }
+
+
+def audit_estimates(session: Session, *, weeks: int = 12) -> dict:
+    """Estimate the automatic routing's leak and reject precision from the moderators' decisions on the audit sample.
+
+    The audit sample is drawn at random among the comments the model would publish or reject on its own,
+    so among the decided ones, the share the moderators rejected estimates, without selection bias, the
+    leak of automatic publishing (would-publish comments) and the precision of automatic rejection
+    (would-reject comments). Per model version, and per ISO week of arrival for the last `weeks` weeks.
+    """
+    day = func.date(Comment.created_at)
+    rows = session.execute(
+        select(Comment.model_version, day, Comment.auto_route, Comment.status, func.count())
+        .where(Comment.audited.is_(True))
+        .group_by(Comment.model_version, day, Comment.auto_route, Comment.status)
+    ).all()
+    overall: dict[tuple[str, str], int] = {}
+    by_version: dict[str, dict[tuple[str, str], int]] = {}
+    by_week: dict[str, dict[tuple[str, str], int]] = {}
+    today = utcnow().date()
+    oldest = today - timedelta(days=today.weekday(), weeks=weeks - 1)  # the Monday `weeks` ISO weeks back
+    for version, when, auto, status, count in rows:
+        when = when if isinstance(when, date) else date.fromisoformat(str(when)[:10])
+        for table in (overall, by_version.setdefault(version, {})):
+            table[(auto, status)] = table.get((auto, status), 0) + count
+        if when >= oldest:
+            year, week, _ = when.isocalendar()
+            week_table = by_week.setdefault(f"{year}-W{week:02d}", {})
+            week_table[(auto, status)] = week_table.get((auto, status), 0) + count
+    return {
+        "overall": _audit_row(overall),
+        "by_model_version": [{"model_version": v, **_audit_row(c)} for v, c in sorted(by_version.items())],
+        "by_week": [{"week": w, **_audit_row(c)} for w, c in sorted(by_week.items())],
+    }

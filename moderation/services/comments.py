@@ -17,7 +17,7 @@ from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReu
 from moderation.ml import LoadedModel
 from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, IdempotencyKey, ModerationAction
 from moderation.services.authors import anonymised_ban_in_force, author_pseudonym, ban_in_force
-from moderation.services.routing import Routing, Rules, Thresholds, route
+from moderation.services.routing import Routing, Rules, Thresholds, audit_draw, route
 from moderation.services.wordlists import load_matcher
 
 
@@ -171,7 +171,7 @@ def _checks_and_routing(session: Session, toxicity: float, thresholds: Threshold
         suspect_terms=tuple(terms.get(SUSPECT, ())),
         premoderation=checks.premoderation,
     )
-    return checks, route(toxicity, thresholds, rules)
+    return checks, route(toxicity, thresholds, rules, draw=audit_draw())
 
 
 def submit_comment(
@@ -207,6 +207,7 @@ def submit_comment(
         "category": score.category, "reasons": list(routing.reasons), "model_version": model.version,
         "created_at": now, "updated_at": now, "decided_by": None, "decided_at": None, "report_count": 0,
         "reported": False, "claimed_by": None, "claimed_until": None,
+        "auto_route": routing.auto, "audited": routing.audited,
     }
     connection = session.connection()
     comment_id = connection.execute(_INSERT_COMMENT, values).inserted_primary_key[0]

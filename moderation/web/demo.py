@@ -117,7 +117,7 @@ def submit(article_id: str) -> Any:
         return _page(article_id, errors=errors, form=raw, status=422)
     session["demo_name"] = name
     comment = comment_service.submit_comment(
-        db.session, *classifier.serving.pair(), article_id,
+        db.session, *classifier.pair(db.session), article_id,
         comment_service.NewComment(author_id=_author_id(), author_name=name, text=text, parent_id=parent_id),
         duplicate_window=timedelta(seconds=config["DUPLICATE_WINDOW_SECONDS"]),
     ).comment

@@ -5,14 +5,27 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from moderation.db import utcnow
 from moderation.extensions import classifier, db
+from moderation.ml.calibration import CURVE_LEAKS
 from moderation.services import audit, web_sessions
+from moderation.services import policy as policy_service
 from moderation.services import queue as queue_service
 from moderation.text import ARTICLE_ID
-from moderation.web import present, security
+from moderation.web import dial, present, security
 
 bp = Blueprint("moderator_pages", __name__, url_prefix="/moderation", template_folder="templates",
                static_folder="static")
@@ -117,7 +130,7 @@ def queue() -> Any:
     filters = {"queue": args["queue"], "sort": args["sort"], "article": args["article_id"] or None}
     return render_template(
         "web/queue.html",
-        entries=present.queue_entries(page.items, classifier.model, classifier.thresholds, utcnow()),
+        entries=present.queue_entries(page.items, *classifier.pair(db.session), utcnow()),
         page=page, totals=totals, filters=filters, here=url_for("moderator_pages.queue", **filters),
         article_input=request.args.get("article", ""),
         queue_labels=QUEUE_LABELS, sort_labels=SORT_LABELS,
@@ -141,10 +154,44 @@ def decide(comment_id: int) -> Any:
 
 @bp.get("/dashboard")
 def dashboard() -> Any:
-    """Show queue sizes, the automation rate, how often moderators overruled the model, and the last 14 days."""
-    stats = audit.stats(db.session, decision_threshold=classifier.model.decision_threshold)
+    """Show queue sizes, the automation rate, how often moderators overruled the model, the leak measured on the
+    audit sample beside the budget, and the last 14 days."""
+    policy = policy_service.current_policy(db.session, current_app.config).policy
+    stats = audit.stats(db.session, decision_threshold=classifier.model.decision_threshold, policy=policy)
     return render_template("web/dashboard.html", stats=stats, chart=present.daily_chart(stats["daily"]),
-                           percent=present.percent)
+                           percent=present.percent, verdict=present.budget_verdict)
+
+
+THRESHOLD_SOURCES = {"calibration": "aus der Richtlinie", "manual": "fest eingestellt", "model": "aus dem Modell"}
+
+
+@bp.route("/policy", methods=["GET", "POST"])
+def policy() -> Any:
+    """Show the routing policy and the automation it buys on the serving model; admins change it here."""
+    is_admin = g.moderator.role == "admin"
+    errors: dict[str, str] = {}
+    form: dict[str, str] | None = None
+    if request.method == "POST":
+        if not is_admin:
+            abort(403)
+        values, errors = dial.parse_form(request.form)
+        if not errors:
+            policy_service.update_policy(db.session, values, actor=g.moderator.name, config=current_app.config)
+            db.session.commit()
+            flash("Die Richtlinie ist gespeichert und gilt in wenigen Sekunden auf allen Servern.", "success")
+            return redirect(url_for("moderator_pages.policy"))
+        form = {name: request.form.get(name, "") for name in dial.FIELDS}
+    serving, stored, settled = classifier.settled(db.session)
+    curve = serving.curve(stored.policy, dial.CURVE_GRID)
+    marked = [point for point in curve if any(abs(point.max_leak - leak) < 1e-9 for leak in CURVE_LEAKS)]
+    page = render_template(
+        "web/policy.html", serving=serving, stored=stored, settled=settled, thresholds=settled.thresholds,
+        expected=settled.calibration, chart=dial.curve_chart(curve, budget=stored.policy.max_leak), marked=marked,
+        is_admin=is_admin, fields=dial.FIELDS, form=form or dial.form_values(stored.policy), errors=errors,
+        history=policy_service.policy_history(db.session), sources=THRESHOLD_SOURCES, percent=present.percent,
+        score=dial.threshold, local_time=present.local_time, describe=dial.describe,
+    )
+    return page, 422 if errors else 200
 
 
 @bp.route("/<path:anything>", methods=["GET", "POST"])

@@ -24,6 +24,7 @@ REASONS = {
     "premoderation": "Vorab-Moderation",
     "author_banned": "Autor gesperrt",
     "reported": "Gemeldet",
+    "audit_sample": "Stichprobe",
 }
 REPORT_REASONS = {
     "insult": "Beleidigung", "spam": "Spam", "off_topic": "Themenfremd",
@@ -44,6 +45,21 @@ def percent(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "–"
     return f"{value * 100:.{digits}f}".replace(".", ",") + " %"
+
+
+def budget_verdict(estimate: dict, budget: float, *, at_most: bool) -> tuple[str, str]:
+    """Judge a measured share against its budget by its 95 % interval: (German verdict, CSS class).
+
+    `at_most`: the share must stay at or below the budget (leak); else at or above it (reject precision).
+    """
+    if not estimate["decided"]:
+        return "keine Daten", "verdict-none"
+    low, high = estimate["low"], estimate["high"]
+    if (high <= budget) if at_most else (low >= budget):
+        return "eingehalten", "verdict-ok"
+    if (low > budget) if at_most else (high < budget):
+        return "verfehlt", "verdict-bad"
+    return "noch unsicher", "verdict-open"
 
 
 def local_time(when: datetime | None) -> str:
