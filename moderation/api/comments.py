@@ -61,11 +61,12 @@ class ArticleComments(MethodView):
         key = (current_app.config["DATABASE_URL"], article_id, limit, cursor, order)
         body = listing_cache.get(key) if seconds > 0 else None
         if body is None:
+            generation = listing_cache.generation()
             page = service.list_published(db.session, article_id, limit=limit, cursor=cursor,
                                           oldest_first=order == "oldest")
             body = json.dumps(CommentPage().dump(page), ensure_ascii=False, separators=(",", ":")).encode()
             if seconds > 0:
-                listing_cache.put(key, body, seconds)
+                listing_cache.put(key, body, seconds, generation)
         return Response(body, mimetype="application/json")
 
     @blp.response(201, CommentOut)
