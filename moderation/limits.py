@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
+import time
+from functools import partial
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 
 
@@ -65,7 +68,9 @@ def init_app(app: Flask) -> Limiter | None:
     if not app.config["RATELIMIT_ENABLED"]:
         return None
     app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URL"]
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    # Flask-Limiter's headers put Retry-After on every answer (and over a 503's own), and its
+    # X-RateLimit-* describe one of a submission's three limits, not the one about to refuse it: none.
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "moderation")
     limiter = Limiter(key_func=_client_key, default_limits=[lambda: current_app.config["RATELIMIT_PER_KEY"]])
     limiter.init_app(app)
@@ -85,5 +90,23 @@ def init_app(app: Flask) -> Limiter | None:
     for endpoint in ("health.Alive", "health.Ready", "metrics"):
         if endpoint in app.view_functions:
             limiter.exempt(app.view_functions[endpoint])
+    app.after_request(partial(_retry_after, limiter))
     app.extensions["moderation.limiter"] = limiter
     return limiter
+
+
+def _retry_after(limiter: Limiter, response: Response) -> Response:
+    """Tell a refused client (429) in how many seconds the limits it broke let it through again."""
+    if response.status_code != 429 or "Retry-After" in response.headers:
+        return response
+    breached = [limit for limit in limiter.current_limits if limit.breached]
+    if not breached:
+        return response
+    window = max(limit.limit.get_expiry() for limit in breached)
+    try:
+        seconds = max(limit.reset_at for limit in breached) - time.time()
+    except Exception:  # each storage backend raises its own errors; a whole window is a safe answer
+        seconds = window
+    # Storages round the reset time up to a whole second; never ask for more than a window.
+    response.headers["Retry-After"] = str(min(max(1, math.ceil(seconds)), window))
+    return response
