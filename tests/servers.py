@@ -1,7 +1,9 @@
-"""Start real gunicorn servers for end-to-end tests, and stop them however the test ends."""
+"""Start real gunicorn servers for end-to-end tests, and stop them however the test ends; slow clients to
+hold against them."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +20,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# Longest a healthy request may take while slow clients are held (it takes milliseconds when not starved).
+ANSWER_BOUND = 10.0
 
 
 def free_port() -> int:
@@ -130,3 +134,23 @@ def slow_clients(port: int, requests_: list[tuple[bytes, int]], **kwargs) -> Ite
     finally:
         for client in clients:
             client.close()
+
+
+def trickled_head(path: str = "/healthz") -> tuple[bytes, int]:
+    """A request whose head would take minutes to arrive at a byte per pause."""
+    return f"GET {path} HTTP/1.1\r\nHost: slow\r\nX-Padding: {'a' * 400}\r\n\r\n".encode(), 0
+
+
+def slow_body(headers: dict[str, str]) -> tuple[bytes, int]:
+    """A submission whose head arrives at once and whose body would take minutes."""
+    text = "Ein langsamer Kommentar. " + "x" * 300
+    body = json.dumps({"author_id": "langsam", "author_name": "L", "text": text}).encode()
+    head = (f"POST /v1/articles/slow/comments HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\n"
+            f"Authorization: {headers['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head + body, len(head)
+
+
+def never_closing() -> tuple[bytes, int]:
+    """A whole request sent at once, asking the server to close after its answer."""
+    raw = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nConnection: close\r\n\r\n"
+    return raw, len(raw)

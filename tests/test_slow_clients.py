@@ -21,12 +21,20 @@ import pytest
 import requests
 
 from tests.conftest import FRIENDLY
-from tests.servers import ROOT, free_port, running, service_env, slow_clients
+from tests.servers import (
+    ANSWER_BOUND,
+    ROOT,
+    free_port,
+    never_closing,
+    running,
+    service_env,
+    slow_body,
+    slow_clients,
+    trickled_head,
+)
 
 pytestmark = pytest.mark.slow
 
-# Longest a healthy request may take while slow clients are held (it takes milliseconds when not starved).
-ANSWER_BOUND = 10.0
 # More slow connections than the two workers have threads between them: more threads alone cannot pass.
 TRICKLED_HEADS = 24
 SLOW_BODIES = 8
@@ -47,25 +55,6 @@ def service(tmp_path: Path, model_dir: Path, **env: str) -> Iterator[tuple[str, 
             cwd=ROOT, env=child_env, capture_output=True, text=True, check=True,
         )
         yield base, port, {"Authorization": f"Bearer {created.stdout.strip()}"}
-
-
-def trickled_head(path: str = "/healthz") -> tuple[bytes, int]:
-    """A request whose head would take minutes to arrive at a byte per pause."""
-    return f"GET {path} HTTP/1.1\r\nHost: slow\r\nX-Padding: {'a' * 400}\r\n\r\n".encode(), 0
-
-
-def slow_body(headers: dict[str, str]) -> tuple[bytes, int]:
-    """A submission whose head arrives at once and whose body would take minutes."""
-    body = json.dumps({"author_id": "langsam", "author_name": "L", "text": FRIENDLY[0] + " " + "x" * 300}).encode()
-    head = (f"POST /v1/articles/slow/comments HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\n"
-            f"Authorization: {headers['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    return head + body, len(head)
-
-
-def never_closing() -> tuple[bytes, int]:
-    """A whole request sent at once, asking the server to close after its answer."""
-    raw = b"GET /healthz HTTP/1.1\r\nHost: slow\r\nConnection: close\r\n\r\n"
-    return raw, len(raw)
 
 
 def submit(base: str, headers: dict[str, str], author: str) -> requests.Response:
