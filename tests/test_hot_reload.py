@@ -110,7 +110,7 @@ def promote(env, root, version) -> None:
 
 def test_promotion_switches_once_under_load_with_no_failed_request(two_versions, tmp_path):
     root, first, second = two_versions
-    # One sync worker handles requests one at a time, so comment ids order the answers as served.
+    # One worker with one thread handles requests one at a time, so comment ids order the answers as served.
     port, env = start(tmp_path, root, workers=1, threads=1)
     base = f"http://127.0.0.1:{port}"
     with running(["./boot.sh"], env, f"{base}/readyz"):
@@ -123,6 +123,20 @@ def test_promotion_switches_once_under_load_with_no_failed_request(two_versions,
     versions = [v for _, v in sorted(load.answers)]
     switches = sum(a != b for a, b in zip(versions, versions[1:], strict=False))
     assert versions[0] == first and versions[-1] == second and switches == 1
+
+
+def test_threaded_workers_switch_with_no_failed_request(two_versions, tmp_path):
+    # gunicorn.conf.py's default: each worker runs requests in 8 threads, which the reload must not disturb.
+    root, first, second = two_versions
+    port, env = start(tmp_path, root, workers=2, threads=8)
+    base = f"http://127.0.0.1:{port}"
+    with running(["./boot.sh"], env, f"{base}/readyz"):
+        with Load(base, key(env), threads=8) as load:
+            load.wait_for(lambda: len(load.answers) >= 40)
+            promote(env, root, second)
+            load.wait_for(lambda: len(load.answers) > 80 and all(v == second for _, v in load.answers[-40:]))
+    assert load.failures == []
+    assert {v for _, v in load.answers} == {first, second}
 
 
 def test_every_worker_switches_and_a_broken_version_is_refused(two_versions, tmp_path):
