@@ -168,6 +168,7 @@ class BufferingWorker(ThreadWorker):
             raise RuntimeError(f"{cls.__name__} serves plain HTTP/1.1: terminate TLS and HTTP/2 in the proxy")
 
     def run(self) -> None:
+        """Learn the app's body limit, then run gunicorn's event loop."""
         config = getattr(self.wsgi, "config", None) or {}
         self.max_body = config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY_BYTES
         super().run()
@@ -193,8 +194,8 @@ class BufferingWorker(ThreadWorker):
         conn.deadline = time.monotonic() + self.client_timeout
         conn.close_after = False
         conn.sock.setblocking(False)
-        self.collecting[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        self.collecting[conn] = None
         if data:
             self._advance(conn)
 
@@ -240,9 +241,13 @@ class BufferingWorker(ThreadWorker):
         conn.sock.setblocking(False)
         conn.lingering = True
         conn.deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        except (ValueError, OSError):
+            util.close(conn.sock)
+            return
         self.nr_conns += 1
         self.collecting[conn] = None
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _forget(self, conn: CollectedConn) -> None:
         self.collecting.pop(conn, None)
@@ -264,8 +269,8 @@ class BufferingWorker(ThreadWorker):
             self._close(conn)
 
     def handle_request(self, req: Any, conn: CollectedConn) -> bool:
-        # The answer, too, has to leave within the client timeout: a client that stops reading holds no thread.
-        conn.sock.settimeout(self.client_timeout)
+        """Run one request in this thread; the answer, too, must leave within the client timeout."""
+        conn.sock.settimeout(self.client_timeout)  # a client that stops reading holds the thread no longer
         return super().handle_request(req, conn)
 
     def _keepalive_after(self, conn: CollectedConn, keepalive: bool) -> bool:

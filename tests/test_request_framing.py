@@ -1,10 +1,12 @@
-"""The gunicorn worker's test for "the whole request is here" (moderation/server.py), without a server."""
+"""The gunicorn worker's test for "the whole request is here" (moderation/server.py), and the settings it
+refuses, without a server."""
 
 from __future__ import annotations
 
 import pytest
+from gunicorn.config import Config
 
-from moderation.server import MAX_HEAD_BYTES, Framing, framing
+from moderation.server import MAX_HEAD_BYTES, BufferingWorker, Framing, framing
 
 MAX_BODY = 100
 GET = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -55,3 +57,12 @@ CASES = [
 def test_framing(raw, expected):
     assert framing(raw, MAX_BODY) is expected
     assert framing(bytearray(raw), MAX_BODY) is expected
+
+
+@pytest.mark.parametrize(("setting", "value"), [("certfile", "/etc/ssl/cert.pem"), ("http_protocols", "h1,h2")])
+def test_tls_and_http2_are_left_to_the_proxy(setting, value):
+    config = Config()
+    BufferingWorker.check_config(config, None)  # the defaults pass
+    config.set(setting, value)
+    with pytest.raises(RuntimeError, match="plain HTTP/1.1"):
+        BufferingWorker.check_config(config, None)
