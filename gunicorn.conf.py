@@ -4,6 +4,8 @@ import ctypes
 import gc
 import os
 
+from moderation.server import BufferingWorker
+
 # Scoring multiplies small vectors by matrices (the encoder's output network); a second BLAS thread per
 # worker only competes with the other worker for the two cores. Set before numpy loads (preload).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -12,7 +14,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 bind = os.environ.get("BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 # Two cores here: two workers; each holds one copy-on-write share of the preloaded model.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Threads run only complete requests (the worker's event loop collects them), so slow clients take none;
+# more than one lets a request that waits (database, SQLite's writer lock) not hold up /healthz. Keep it at
+# most twice MODERATION_DB_POOL_SIZE, the connections a worker may open to PostgreSQL.
+worker_class = BufferingWorker
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Seconds a client has to send a whole request (and to take in the answer) before it is cut off.
+BufferingWorker.client_timeout = float(os.environ.get("GUNICORN_CLIENT_TIMEOUT", "10"))
+# Idle kept-alive connections wait in the event loop (no thread); a proxy in front should reuse them for less.
+keepalive = 5
 # Preloading also gives every worker the master's configuration: without MODERATION_SECRET_KEY (development)
 # the app makes a random secret per start, and workers that each made their own would not accept each
 # other's session cookies (tests/test_e2e_sessions.py signs in and is served by both workers).

@@ -12,7 +12,7 @@ with the comment as JSON.
 Everything else the service does is left out: key lookup and roles, validation and text cleaning,
 word lists, bans and routing rules, idempotency keys, error answers, metrics and the access log.
 Not for use: no error handling at all, and one driver connection per worker process, so only with
-gunicorn's sync workers and one thread each (as load.py runs it).
+one thread per worker (as load.py runs it).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/load.py [--duration 10] [--connections 16] [--threads 2] [--skip-postgres]
         [--scenario submission ...]
 
-One run starts, one after the other and each with the same gunicorn.conf.py (2 sync workers, preloaded):
+One run starts, one after the other and each with the same gunicorn.conf.py (2 workers of 8 threads,
+preloaded; the floor app with 1 thread):
 the echo app (benchmarks/echo_app.py), the service through boot.sh on a fresh SQLite file, and the
 service on a fresh scratch PostgreSQL database `bench_load_<pid>` (dropped at the end); the service has
 the shipped model and rate limits off. Each is driven with the wrk scripts in benchmarks/wrk/:
@@ -57,6 +58,8 @@ LISTING_ARTICLE = "bench-liste"
 LISTING_COMMENTS = 200
 SUBMISSION_AUTHORS = "leser-w"  # prefix of the author ids submit.lua sends ("leser-" + its request id)
 SCENARIOS = ("submission", "listing", "score", "coral")
+# gunicorn.conf.py's default threads per worker; the floor app holds one driver connection, so it gets 1.
+THREADS = "8"
 SCRIPTS = {"submission": "submit.lua", "listing": "listing.lua", "score": "score.lua", "coral": "coral.lua"}
 TARGET_RATIO = {"submission": 0.5, "listing": 0.7}
 TARGET_P99_MS = 25.0
@@ -78,12 +81,12 @@ def log(message: str) -> None:
 # --- servers -----------------------------------------------------------------------------------------
 
 
-def server_env(tmp: Path, name: str, port: int, **extra: str) -> dict[str, str]:
+def server_env(tmp: Path, name: str, port: int, threads: str = THREADS, **extra: str) -> dict[str, str]:
     """The environment of one gunicorn: gunicorn.conf.py's defaults pinned, metrics and log under `tmp`."""
     metrics = tmp / f"{name}-metrics"
     metrics.mkdir()
     # An empty model store of its own: the figures are the shipped model's, not a local promotion's.
-    return service_env(PORT=str(port), WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
+    return service_env(PORT=str(port), WEB_CONCURRENCY="2", GUNICORN_THREADS=threads,
                        PROMETHEUS_MULTIPROC_DIR=str(metrics), SERVER_LOG=str(tmp / f"{name}.log"),
                        MODERATION_MODEL_STORE=str(tmp / f"{name}-store"), **extra)
 
@@ -211,7 +214,7 @@ def migrate(env: dict[str, str], url: str) -> None:
 def run_floor(backend: str, url: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Drive the floor app (benchmarks/floor_app.py) on `url` with the submission scenario."""
     port = free_port()
-    env = server_env(tmp, f"floor-{backend}", port, MODERATION_DATABASE_URL=url,
+    env = server_env(tmp, f"floor-{backend}", port, threads="1", MODERATION_DATABASE_URL=url,
                      MODERATION_MODEL_DIR=str(ROOT / "model"), FLOOR_TOKEN=FLOOR_TOKEN)
     migrate(env, url)
     base = f"http://127.0.0.1:{port}"
@@ -249,7 +252,8 @@ def verdict(ok: bool) -> str:
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     echo = results["echo"]
     print(f"\nwrk {args.threads} threads, {args.connections} connections, {args.duration} s per scenario; "
-          "gunicorn.conf.py: 2 sync workers, preload; shipped model; rate limits off\n")
+          f"gunicorn.conf.py: 2 workers x {THREADS} threads (floor app: 1), preload; shipped model; "
+          "rate limits off\n")
     header = (f"{'backend':<14} {'scenario':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
               f"{'non-2xx':>8} {'sock err':>8} {'vs echo':>8}  statuses")
     print(header)

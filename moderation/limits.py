@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
+import time
+from functools import partial
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from marshmallow import ValidationError
 from redis.backoff import NoBackoff
@@ -130,7 +133,9 @@ def init_app(app: Flask) -> Limiter | None:
         "primary": url, "retry_seconds": app.config["RATELIMIT_STORAGE_RETRY_SECONDS"],
         **(REDIS_OPTIONS if url.split("://")[0] in {"redis", "rediss", "redis+unix"} else {}),
     }
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    # Flask-Limiter's headers put Retry-After on every answer (and over a 503's own), and its
+    # X-RateLimit-* describe one of a submission's three limits, not the one about to refuse it: none.
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "moderation")
     limiter = Limiter(key_func=_client_key, default_limits=[lambda: current_app.config["RATELIMIT_PER_KEY"]])
     limiter.init_app(app)
@@ -150,6 +155,7 @@ def init_app(app: Flask) -> Limiter | None:
     for endpoint in ("health.Alive", "health.Ready", "metrics"):
         if endpoint in app.view_functions:
             limiter.exempt(app.view_functions[endpoint])
+    app.after_request(partial(_retry_after, limiter))
     app.extensions["moderation.limiter"] = limiter
     # After the limiter's own hook, so that refused requests still count against the key's budget.
     app.before_request(check_reader_ip)
@@ -169,3 +175,20 @@ def close_storage(app: Flask) -> None:
     limiter = app.extensions.get("moderation.limiter")
     if limiter is not None:
         limiter.storage.close()
+
+
+def _retry_after(limiter: Limiter, response: Response) -> Response:
+    """Tell a refused client (429) in how many seconds the limits it broke let it through again."""
+    if response.status_code != 429 or "Retry-After" in response.headers:
+        return response
+    breached = [limit for limit in limiter.current_limits if limit.breached]
+    if not breached:
+        return response
+    window = max(limit.limit.get_expiry() for limit in breached)
+    try:
+        seconds = max(limit.reset_at for limit in breached) - time.time()
+    except Exception:  # each storage backend raises its own errors; a whole window is a safe answer
+        seconds = window
+    # Storages round the reset time up to a whole second; never ask for more than a window.
+    response.headers["Retry-After"] = str(min(max(1, math.ceil(seconds)), window))
+    return response

@@ -132,7 +132,7 @@ def models(env, store: ModelStore, *args: str) -> None:
 @pytest.mark.slow
 def test_promotion_switches_once_under_load_with_no_failed_request(two_versions, tmp_path):
     store, first, second = two_versions
-    # One sync worker handles requests one at a time, so comment ids order the answers as served.
+    # One worker with one thread handles requests one at a time, so comment ids order the answers as served.
     port, env = start(tmp_path, store, workers=1, threads=1)
     base = f"http://127.0.0.1:{port}"
     with running(["./boot.sh"], env, f"{base}/readyz"):
@@ -145,6 +145,21 @@ def test_promotion_switches_once_under_load_with_no_failed_request(two_versions,
     versions = [v for _, v in sorted(load.answers)]
     switches = sum(a != b for a, b in zip(versions, versions[1:], strict=False))
     assert versions[0] == first and versions[-1] == second and switches == 1
+
+
+@pytest.mark.slow
+def test_threaded_workers_switch_with_no_failed_request(two_versions, tmp_path):
+    # gunicorn.conf.py's default: each worker runs requests in 8 threads, which the reload must not disturb.
+    store, first, second = two_versions
+    port, env = start(tmp_path, store, workers=2, threads=8)
+    base = f"http://127.0.0.1:{port}"
+    with running(["./boot.sh"], env, f"{base}/readyz"):
+        with Load(base, key(env), threads=8) as load:
+            load.wait_for(lambda: len(load.answers) >= 40)
+            models(env, store, "promote", second)
+            load.wait_for(lambda: len(load.answers) > 80 and all(v == second for _, v in load.answers[-40:]))
+    assert load.failures == []
+    assert {v for _, v in load.answers} == {first, second}
 
 
 @pytest.mark.slow

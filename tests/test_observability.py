@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import re
+import string
 
 import pytest
 
@@ -116,3 +119,30 @@ def test_database_errors_log_no_text_names_or_ids(client, auth, caplog, failing_
     assert "comments" in logged  # the statement and table stay visible
     for secret in ("Quittenbaum", "Geheimtext", "zora-1", "zora-2"):
         assert secret not in logged, secret
+
+
+def _http_series(client) -> set[tuple[str, str, str]]:
+    """The (metric, method, endpoint) label sets of the HTTP metrics /metrics shows."""
+    body = client.get("/metrics").get_data(as_text=True)
+    found = set()
+    for name, labels in re.findall(r"^(moderation_http_request\w*)\{([^}]*)\}", body, re.M):
+        values = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+        found.add((name, values["method"], values["endpoint"]))
+    return found
+
+
+def test_random_methods_and_paths_add_a_bounded_number_of_metric_series(client):
+    rng = random.Random(18)
+    letters = string.ascii_uppercase
+    client.get("/healthz")
+    before = _http_series(client)
+    for i in range(200):
+        method = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
+        path = "/" + "".join(rng.choice(string.ascii_lowercase + "/._-") for _ in range(rng.randint(1, 40)))
+        assert client.open(path, method=method).status_code in (404, 405)
+        assert client.open(f"/v1/articles/a-{i}/comments", method=method).status_code == 405
+        assert client.get(f"{path}-{i}").status_code == 404
+    added = _http_series(client) - before
+    assert {method for _, method, _ in added} <= {"other", "GET"}
+    assert {endpoint for _, _, endpoint in added} <= {"unmatched"}
+    assert len({(method, endpoint) for _, method, endpoint in added}) <= 2

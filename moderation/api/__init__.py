@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_smorest import Api, abort
 from werkzeug.routing import UnicodeConverter
 
@@ -36,6 +36,13 @@ class ArticleIdConverter(UnicodeConverter):
     """Routes any article id (the view answers 422 for a malformed one) and documents the accepted pattern."""
 
 
+def default_headers(response: Response) -> Response:
+    """Mark every answer nosniff, and no-store unless its view says it may be cached (most are not public)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def require_json_body() -> None:
     """Refuse a body that is not JSON with 415 before any view parses it."""
     if request.method in BODY_METHODS and request.path.startswith("/v1/") and not request.is_json:
@@ -54,6 +61,7 @@ def init_app(app: Flask) -> Api:
     api.register_converter(ArticleIdConverter, lambda _converter: {
         "type": "string", "pattern": ARTICLE_ID.pattern, "minLength": 1, "maxLength": 200})
     app.before_request(require_json_body)
+    app.after_request(default_headers)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     register_error_handlers(app)

@@ -34,6 +34,11 @@ def checked_article_id(article_id: str) -> str:
     return article_id
 
 
+def listing_cache_control(seconds: float) -> str:
+    """Let shared caches keep the public listing as long as each worker may (every other answer is no-store)."""
+    return f"public, max-age={int(seconds)}" if int(seconds) > 0 else "no-cache"
+
+
 def idempotency(article_id: str, data: dict[str, Any]) -> service.Idempotency | None:
     """Return the request's Idempotency-Key with a fingerprint of what it asks for, if it sent one."""
     key = request.headers.get("Idempotency-Key")
@@ -54,19 +59,23 @@ class ArticleComments(MethodView):
     def get(self, article_id: str, limit: int, cursor: str | None, order: str) -> service.Page:
         """List an article's published comments, newest first.
 
-        Public: no key needed. Only approved comments appear, without author ids or scores.
+        Public: no key needed. Only approved comments appear, without author ids or scores. Caches may keep
+        an answer for MODERATION_LISTING_CACHE_SECONDS (`Cache-Control: public, max-age=...`).
         """
         article_id = checked_article_id(article_id)
         seconds = current_app.config["LISTING_CACHE_SECONDS"]
         key = (current_app.config["DATABASE_URL"], article_id, limit, cursor, order)
         body = listing_cache.get(key) if seconds > 0 else None
         if body is None:
+            generation = listing_cache.generation()
             page = service.list_published(db.session, article_id, limit=limit, cursor=cursor,
                                           oldest_first=order == "oldest")
             body = json.dumps(CommentPage().dump(page), ensure_ascii=False, separators=(",", ":")).encode()
             if seconds > 0:
-                listing_cache.put(key, body, seconds)
-        return Response(body, mimetype="application/json")
+                listing_cache.put(key, body, seconds, generation)
+        response = Response(body, mimetype="application/json")
+        response.headers["Cache-Control"] = listing_cache_control(seconds)
+        return response
 
     @blp.response(201, CommentOut)
     @blp.requires(BACKEND, ADMIN)

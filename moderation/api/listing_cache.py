@@ -19,6 +19,9 @@ from moderation.models import Comment
 MAX_ENTRIES = 4096
 _entries: dict[tuple, tuple[bytes, float]] = {}
 _lock = threading.Lock()
+# Counts the clears: a body built from data read before a clear must not be stored after it (another
+# thread of this worker committed a change meanwhile).
+_generation = 0
 
 
 def get(key: tuple) -> bytes | None:
@@ -29,9 +32,16 @@ def get(key: tuple) -> bytes | None:
     return entry[0]
 
 
-def put(key: tuple, body: bytes, seconds: float) -> None:
-    """Remember a body for `seconds`."""
+def generation() -> int:
+    """Return the cache's generation; take it before reading the data that `put` will store."""
+    return _generation
+
+
+def put(key: tuple, body: bytes, seconds: float, generation: int) -> None:
+    """Remember a body for `seconds`, unless the cache was cleared since `generation` was taken."""
     with _lock:
+        if generation != _generation:
+            return
         if len(_entries) >= MAX_ENTRIES:
             _entries.clear()
         _entries[key] = (body, time.monotonic() + seconds)
@@ -39,7 +49,9 @@ def put(key: tuple, body: bytes, seconds: float) -> None:
 
 def clear() -> None:
     """Forget every cached listing."""
+    global _generation
     with _lock:
+        _generation += 1
         _entries.clear()
 
 

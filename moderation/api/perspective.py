@@ -103,7 +103,7 @@ def _http_error(error: HTTPException) -> tuple[dict, int, dict]:
         return error_response(400, f"Invalid JSON payload received. {text}")
     if code == 500:
         return error_response(500, "Internal error encountered.")
-    # Flask-Limiter adds Retry-After and the X-RateLimit headers to a 429 itself.
+    # moderation/limits.py adds Retry-After to a 429.
     return error_response(code, error.description or error.name)
 
 

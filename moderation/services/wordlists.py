@@ -3,10 +3,11 @@ without the model's learned unmasking: a term's own `*` wildcard and the squeeze
 
 from __future__ import annotations
 
+import threading
 import time
 from functools import lru_cache
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from moderation.errors import InvalidInput
@@ -55,6 +56,7 @@ def replace_wordlists(session: Session, banned: list[str], suspect: list[str]) -
     session.execute(delete(Term))
     session.add_all([Term(kind=BANNED, term=t) for t in banned] + [Term(kind=SUSPECT, term=t) for t in suspect])
     session.flush()
+    session.info[WORDLISTS_CHANGED] = True
     forget_cached_lists()
     return get_wordlists(session)
 
@@ -68,11 +70,19 @@ def _compiled(banned: tuple[str, ...], suspect: tuple[str, ...]) -> Matcher:
 # it and within this many seconds in every other worker and instance.
 CACHE_SECONDS = 5.0
 _cache: dict[str, tuple[Matcher, float]] = {}
+_cache_lock = threading.Lock()
+# Counts the forgets: lists read before one (by another thread of this worker) are not cached after it.
+_generation = 0
+# `Session.info` flag: this transaction replaced the lists; forget them again when it ends.
+WORDLISTS_CHANGED = "wordlists_changed"
 
 
 def forget_cached_lists() -> None:
     """Make the next submission re-read the word lists."""
-    _cache.clear()
+    global _generation
+    with _cache_lock:
+        _generation += 1
+        _cache.clear()
 
 
 def load_matcher(session: Session) -> Matcher:
@@ -82,7 +92,18 @@ def load_matcher(session: Session) -> Matcher:
     cached = _cache.get(database)
     if cached is not None and cached[1] > now:
         return cached[0]
+    generation = _generation
     lists = get_wordlists(session)
     matcher = _compiled(tuple(lists[BANNED]), tuple(lists[SUSPECT]))
-    _cache[database] = (matcher, now + CACHE_SECONDS)
+    with _cache_lock:
+        if generation == _generation:
+            _cache[database] = (matcher, now + CACHE_SECONDS)
     return matcher
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_after_replacing(session: Session) -> None:
+    # Other threads may have read the old lists until the commit (or cached the new ones before a rollback).
+    if session.info.pop(WORDLISTS_CHANGED, False):
+        forget_cached_lists()
