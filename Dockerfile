@@ -1,4 +1,4 @@
-# Slim, non-root image. Same steps as `make run`: install requirements.txt, then boot.sh
+# Slim, non-root image. Same steps as `make run`: install the hashed lock requirements.txt, then boot.sh
 # (migrate once, exec gunicorn). tests/test_packaging.py keeps the two in step.
 # It listens on 0.0.0.0, so it runs in production mode: it refuses to start until the operator passes
 # MODERATION_SECRET_KEY (32 bytes or more) and MODERATION_DATABASE_URL (`docker run -e ...`).
@@ -13,7 +13,7 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 moderation
 
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --require-hashes --no-cache-dir -r requirements.txt
 
 # Code and the shipped model stay root's and read-only to the service user: a write there would be code
 # run by every worker (the model is a pickle). It writes only instance/: the SQLite database and the

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from openapi_spec_validator import validate
+
+from moderation.web.security import CONTENT_SECURITY_POLICY
 
 
 def test_healthz(client):
@@ -43,3 +48,74 @@ def test_docs_page_is_served(client):
     response = client.get("/docs")
     assert response.status_code == 200
     assert b"swagger" in response.data.lower()
+
+
+# --- /docs: Swagger UI from our own routes, under the pages' Content-Security-Policy ----------------------------------
+
+ASSET = re.compile(r'<(?:script|link)\b[^>]*?(?:src|href)="([^"]*)"')
+SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S)
+
+
+def fetch(client, url: str, **kwargs):
+    """GET `url` and read the whole body, closing the file a static response streams from."""
+    response = client.get(url, **kwargs)
+    response.get_data()
+    response.close()
+    return response
+
+
+def test_docs_page_loads_only_our_own_files_under_the_pages_policy(client):
+    response = client.get("/docs")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    page = response.text
+    # The policy allows no inline script or style: every script is a file, and nothing is styled in place.
+    scripts = SCRIPT.findall(page)
+    assert len(scripts) >= 2
+    assert all(re.search(r'\bsrc="/', attrs) and not body.strip() for attrs, body in scripts), scripts
+    assert "<style" not in page and " style=" not in page
+    assert not re.search(r"<[^>]+\son[a-z]+=", page)
+    assets = ASSET.findall(page)
+    assert {url.rsplit("/", 1)[1] for url in assets} >= {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-init.js"}
+    types = {}
+    for url in assets:
+        assert url.startswith("/docs/") and "//" not in url, f"{url} is not one of our own files"
+        asset = fetch(client, url)
+        assert asset.status_code == 200, url
+        assert asset.headers["X-Content-Type-Options"] == "nosniff"
+        assert asset.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        types[url.rsplit(".", 1)[1]] = asset.mimetype
+    assert types["js"] in {"text/javascript", "application/javascript"} and types["css"] == "text/css"
+    # The initializer (a file) points Swagger UI at our document and never at the public validator.
+    assert 'data-spec-url="/openapi.json"' in page
+    init = next(url for url in assets if url.endswith("swagger-init.js"))
+    assert "validatorUrl: null" in fetch(client, init).text
+
+
+def test_swagger_ui_files_are_the_packaged_ones(client):
+    from moderation.web.docs import SWAGGER_UI_DIST
+
+    bundle = fetch(client, "/docs/swagger-ui/swagger-ui-bundle.js")
+    assert bundle.status_code == 200
+    assert bundle.data == (SWAGGER_UI_DIST / "swagger-ui-bundle.js").read_bytes()
+    assert (SWAGGER_UI_DIST / "VERSION").read_text().startswith("v5.")
+
+
+@pytest.mark.parametrize("path", [
+    "/docs/swagger-ui/../flask_swagger_ui.py",
+    "/docs/swagger-ui/%2e%2e/flask_swagger_ui.py",
+    "/docs/swagger-ui/..%2fflask_swagger_ui.py",
+    "/docs/swagger-ui/../../../../../../etc/passwd",
+    "/docs/swagger-ui/%2fetc%2fpasswd",
+    "/docs/swagger-ui/no-such-file.js",
+    "/docs/swagger-ui/",
+    "/docs/static/../docs.py",
+    "/docs/static/%2e%2e/docs.py",
+    "/docs/static/no-such-file.js",
+])
+def test_docs_files_outside_the_two_folders_are_404(client, path):
+    response = fetch(client, path, follow_redirects=True)  # a doubled slash is merged by a redirect first
+    assert response.status_code == 404, path
+    assert b"import" not in response.data and b"root:" not in response.data

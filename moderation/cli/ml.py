@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from moderation.cli.common import model_option, model_store
-from moderation.ml import LoadedModel, ModelError, load_model, train_and_save
+from moderation.ml import LoadedModel, ModelError, extras, load_model, train_and_save
 from moderation.ml.data import DataError, read_dataset, read_datasets
 from moderation.ml.metrics import classification_metrics
 
@@ -59,6 +59,8 @@ def train(data_paths: tuple[str, ...], out_dir: str, seed: int) -> None:
               help="Also write plots and index.html into this folder.")
 def evaluate(model_dir: str | None, data_path: str, report_dir: str | None) -> None:
     """Print the model's metrics on a labelled file as JSON, optionally with a report folder."""
+    if report_dir:
+        extras.check(("matplotlib",), "evaluate --report")  # before scoring every row, not after
     model = _load(model_dir)
     try:
         data = read_dataset(data_path)

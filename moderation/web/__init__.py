@@ -1,4 +1,5 @@
-"""Server-rendered pages: the moderators' queue and dashboard under /moderation/, the optional demo under /demo/."""
+"""Server-rendered pages: the moderators' queue and dashboard under /moderation/, the API reference under /docs,
+the optional demo under /demo/."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-from moderation.web import demo, moderator
+from moderation.web import demo, docs, moderator
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -36,6 +37,7 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_HOURS"])
     app.session_interface = CookieSessions()
     app.register_blueprint(moderator.bp)
+    app.register_blueprint(docs.bp)
     # The demo writes anonymous comments: only where someone asked for it, never in production (config.py).
     if app.config["DEMO"]:
         app.register_blueprint(demo.bp)

