@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from html.parser import HTMLParser
+from typing import Any
 
 # Removed from every text: control characters (Unicode category Cc) except line break and tab, lone
 # surrogates (Cs), and the bidirectional overrides and isolates that let a comment display as
@@ -12,7 +14,14 @@ from html.parser import HTMLParser
 _REMOVED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 # Ids are 32-bit integers in every database we support; larger values can name nothing.
 MAX_ID = 2**31 - 1
-ARTICLE_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
+# "." and ".." are refused: as path segments they mean "this folder" and "the one above", and clients, proxies
+# and caches resolve them before the id ever arrives (the same id would name different URLs).
+ARTICLE_ID = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._:~-]{1,200}$")
+# Strings stored as sent (ids, tokens, reasons, terms) must not hold these: PostgreSQL refuses NUL in text,
+# and no database driver can encode a lone surrogate (a valid JSON escape such as "\ud800") as UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Deeper than any request this service reads (Perspective's is 5 levels); also far below the recursion limit.
+MAX_JSON_DEPTH = 32
 
 
 def clean_text(raw: str) -> str:
@@ -56,3 +65,54 @@ def html_to_text(html: str) -> str:
     parser.close()
     text = re.sub(r"[ \t]+", " ", "".join(parser.parts))
     return clean_text(re.sub(r"\n\s*\n+", "\n", text))
+
+
+def unstorable_reason(value: str) -> str | None:
+    """Say why a string cannot be stored as sent (NUL, lone surrogate), or return None when it can."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "Must not contain NUL characters (U+0000)."
+    return f"Must be valid Unicode: contains a lone surrogate (U+{ord(found.group()):04X})."
+
+
+class JSONLimitError(json.JSONDecodeError):
+    """A JSON document that is well formed but beyond what this service reads (nested too deeply)."""
+
+
+def _int_or_infinity(digits: str) -> int | float:
+    # Python refuses to convert integers of more than 4300 digits (ValueError). Such a number reads as
+    # infinity, as a float literal too large for a double already does, so every numeric field refuses it
+    # by name ("Number too large.", "Not a valid integer.") instead of the parser failing as a whole.
+    try:
+        return int(digits)
+    except ValueError:
+        return float("-inf") if digits.startswith("-") else float("inf")
+
+
+def _depth(value: Any) -> int:
+    """Return how deeply containers nest in a parsed JSON value (iteratively: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def load_json(document: str | bytes) -> Any:
+    """Parse JSON from a client; refuse nesting deeper than MAX_JSON_DEPTH with a JSONLimitError.
+
+    Raises json.JSONDecodeError (a ValueError) for anything it will not read, never RecursionError.
+    """
+    try:
+        value = json.loads(document, parse_int=_int_or_infinity)
+    except RecursionError:
+        value = None
+    else:
+        if _depth(value) <= MAX_JSON_DEPTH:
+            return value
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
+    raise JSONLimitError(f"nested deeper than {MAX_JSON_DEPTH} levels", text, 0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -36,7 +35,7 @@ from moderation.extensions import classifier, db
 from moderation.ml import Highlight
 from moderation.services.feedback import record_feedback
 from moderation.services.keys import authenticate
-from moderation.text import clean_text, html_to_text
+from moderation.text import clean_text, html_to_text, load_json
 
 log = logging.getLogger(__name__)
 blp = Blueprint("perspective", __name__, description="Perspective API drop-in (for Coral and Google's clients).")
@@ -99,7 +98,8 @@ def _http_error(error: HTTPException) -> tuple[dict, int, dict]:
     if code in (400, 422) and messages:
         text = "; ".join(_flatten(messages))
         if "Invalid JSON" in text:
-            return error_response(400, "Invalid JSON payload received.")
+            reason = f" {data['message']}" if data.get("message") else ""  # what a limit refused, if one did
+            return error_response(400, f"Invalid JSON payload received.{reason}")
         return error_response(400, f"Invalid JSON payload received. {text}")
     if code == 500:
         return error_response(500, "Internal error encountered.")
@@ -201,7 +201,7 @@ def _comment_id(data: dict[str, Any], text: str) -> str:
     """Return the id to deduplicate by: Coral's commentID in the context, else the clientToken, else the text."""
     for entry in (data.get("context") or {}).get("entries") or []:
         try:
-            payload = json.loads((entry or {}).get("text") or "")
+            payload = load_json((entry or {}).get("text") or "")
         except ValueError:
             continue
         if isinstance(payload, dict):
