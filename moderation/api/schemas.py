@@ -116,5 +116,6 @@ class Health(Schema):
     status = fields.String(required=True)
     database = fields.String()
     model_version = fields.String(allow_none=True)
-    model_error = fields.String(metadata={"description": "A promoted model that was refused; the old one serves."})
+    model_error = fields.String(metadata={"description": "What is wrong with a promoted model or the pointer to it; "
+                                                         "the loaded model keeps serving. Details are in the log."})
     detail = fields.String()
