@@ -37,6 +37,13 @@ def _fraction(raw: str) -> float:
     return value
 
 
+def _positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a number of seconds above 0")
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -140,7 +147,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated http(s) URLs of the news site that receive signed status events."),
     Setting("WEBHOOK_SECRETS", str, "",
             "Comma-separated secrets; each event is signed with all of them (rotate by adding the new one first)."),
-    Setting("WEBHOOK_TIMEOUT", float, 5.0, "Seconds to wait for a webhook endpoint."),
+    Setting("WEBHOOK_TIMEOUT", _positive_seconds, 5.0,
+            "Seconds to wait for a webhook endpoint's answer (for each read of it)."),
+    Setting("WEBHOOK_CONNECT_TIMEOUT", _positive_seconds, 3.0,
+            "Seconds to wait for a connection to a webhook endpoint."),
     Setting("WEBHOOK_MAX_ATTEMPTS", _positive_int, 12, "Tries per event and endpoint before it is marked dead."),
     Setting("CORAL_SIGNING_SECRETS", str, "",
             "Comma-separated secrets of Coral's external moderation phase; any may match (rotation)."),
