@@ -17,9 +17,6 @@ MAX_ID = 2**31 - 1
 # "." and ".." are refused: as path segments they mean "this folder" and "the one above", and clients, proxies
 # and caches resolve them before the id ever arrives (the same id would name different URLs).
 ARTICLE_ID = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._:~-]{1,200}$")
-# Strings stored as sent (ids, tokens, reasons, terms) must not hold these: PostgreSQL refuses NUL in text,
-# and no database driver can encode a lone surrogate (a valid JSON escape such as "\ud800") as UTF-8.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Deeper than any request this service reads (Perspective's is 5 levels); also far below the recursion limit.
 MAX_JSON_DEPTH = 32
 
@@ -69,12 +66,16 @@ def html_to_text(html: str) -> str:
 
 def unstorable_reason(value: str) -> str | None:
     """Say why a string cannot be stored as sent (NUL, lone surrogate), or return None when it can."""
-    found = _UNSTORABLE.search(value)
-    if found is None:
-        return None
-    if found.group() == "\x00":
+    # PostgreSQL refuses NUL in text; no driver can encode a lone surrogate (valid in JSON as "\ud800") as UTF-8.
+    if "\x00" in value:
         return "Must not contain NUL characters (U+0000)."
-    return f"Must be valid Unicode: contains a lone surrogate (U+{ord(found.group()):04X})."
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"Must be valid Unicode: contains a lone surrogate (U+{ord(value[exc.start]):04X})."
+    return None
 
 
 class JSONLimitError(json.JSONDecodeError):
@@ -102,17 +103,22 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+# Built once: json.loads with any option builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_int=_int_or_infinity)
+
+
 def load_json(document: str | bytes) -> Any:
     """Parse JSON from a client; refuse nesting deeper than MAX_JSON_DEPTH with a JSONLimitError.
 
     Raises json.JSONDecodeError (a ValueError) for anything it will not read, never RecursionError.
     """
+    if isinstance(document, bytes | bytearray):  # as json.loads reads bytes: UTF-8, -16 or -32
+        document = document.decode(json.detect_encoding(document), "surrogatepass")
     try:
-        value = json.loads(document, parse_int=_int_or_infinity)
+        value = _DECODER.decode(document)
     except RecursionError:
         value = None
     else:
         if _depth(value) <= MAX_JSON_DEPTH:
             return value
-    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
-    raise JSONLimitError(f"nested deeper than {MAX_JSON_DEPTH} levels", text, 0)
+    raise JSONLimitError(f"nested deeper than {MAX_JSON_DEPTH} levels", document, 0)

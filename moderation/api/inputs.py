@@ -58,8 +58,7 @@ def _check(value: Any, field: fields.Field | None) -> Any:
 
 
 def unstorable_fields(data: Any, schema: Schema | None) -> dict[str, Any]:
-    """Return marshmallow-style messages, by the client's field names, for strings in loaded `data` that
-    cannot be stored as sent (NUL, lone surrogates); empty when there are none."""
+    """Return messages (marshmallow's shape, the client's field names) for unstorable strings in loaded `data`."""
     if not isinstance(data, dict):
         return {}
     errors: dict[str, Any] = {}
