@@ -11,6 +11,7 @@ shown by /readyz.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,11 +24,21 @@ from moderation.config import PREFIX, ConfigError
 from moderation.metrics import MODEL, POLICY, SCORING
 from moderation.ml import LoadedModel, ModelError, Score
 from moderation.ml.calibration import Calibration, CurvePoint, Evidence, calibrate
-from moderation.ml.registry import ModelStore
+from moderation.ml.registry import POINTER, ModelStore
 from moderation.services.policy import RoutingPolicy, StoredPolicy, current_policy, default_policy
 from moderation.services.routing import Thresholds
 
 log = logging.getLogger(__name__)
+# A version name as `train_and_save` writes them: shown in /readyz; anything else in CURRENT is not echoed.
+_SHOWABLE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+POINTER_UNREADABLE = f"cannot read the model pointer {POINTER}; the loaded version keeps serving"
+
+
+def refusal(pointer: str, exc: ModelError | ConfigError) -> str:
+    """Say which promoted version was refused and why, without paths or hashes (those go to the log)."""
+    name = f"version {pointer}" if _SHOWABLE_VERSION.match(pointer) else f"the version named in {POINTER}"
+    reason = exc.reason if isinstance(exc, ModelError) else str(exc)
+    return f"refused model {name}: {reason}; the loaded version keeps serving"
 
 
 class TimedModel:
@@ -150,7 +161,16 @@ class ModelHolder:
         if self.interval <= 0 or time.monotonic() - self._checked < self.interval:
             return
         self._checked = time.monotonic()
-        pointer = self.store.pointer()
+        try:
+            pointer = self.store.pointer()
+        except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, garbage: not this request's fault
+            if self.error != POINTER_UNREADABLE:
+                log.error("model_pointer_unreadable",
+                          extra={"error": f"{type(exc).__name__}: {exc}", "detail": str(self.store.root / POINTER)})
+            self.error = POINTER_UNREADABLE
+            return
+        if self.error == POINTER_UNREADABLE:
+            self.error = None
         if pointer in (self.pointer, self._failed_pointer) or pointer is None:
             return
         if self._loading.acquire(blocking=False):
@@ -168,8 +188,9 @@ class ModelHolder:
             model = self.store.load_version(pointer)
             serving = Serving(TimedModel(model), self.config)
         except (ModelError, ConfigError) as exc:
-            self.error, self._failed_pointer = f"refused model {pointer}: {exc}", pointer
-            log.error("model_reload_refused", extra={"version": pointer, "error": str(exc)})
+            self.error, self._failed_pointer = refusal(pointer, exc), pointer
+            log.error("model_reload_refused",
+                      extra={"version": pointer, "error": str(exc), "detail": str(self.store.root)})
         else:
             previous = self.serving.model.version
             self.serving, self.pointer, self.error, self._failed_pointer = serving, pointer, None, None

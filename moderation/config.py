@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PREFIX = "MODERATION_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,13 @@ def _positive_fraction(raw: str) -> float:
     return value
 
 
+def _positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a number of seconds above 0")
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value < 1:
@@ -83,6 +91,43 @@ def _seconds(raw: str) -> float:
     if not value >= 0:  # also refuses nan
         raise ValueError("expected a number of seconds of at least 0")
     return value
+
+
+def split_list(raw: str) -> tuple[str, ...]:
+    """Return the non-empty items of a comma-separated setting, stripped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _checked_http_url(url: str) -> str:
+    """Return `url` if it is an absolute http(s) URL with a host and port and no user info, else raise ValueError."""
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        raise ValueError(f"{url!r} contains whitespace or control characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host")
+    if "@" in parts.netloc:
+        raise ValueError(f"{url!r} carries user info; it would not be sent")
+    try:
+        parts.port  # noqa: B018 (raises for a malformed port)
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port") from None
+    return url
+
+
+def _http_urls(raw: str) -> str:
+    """Comma-separated http(s) URLs, kept as given."""
+    return ",".join(_checked_http_url(url) for url in split_list(raw))
+
+
+def _public_url(raw: str) -> str:
+    """An http(s) URL without query or fragment, ending in "/"."""
+    url = _checked_http_url(raw.strip())
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError(f"{url!r} has a query or fragment")
+    return url if url.endswith("/") else url + "/"
 
 
 @dataclass(frozen=True)
@@ -125,6 +170,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEMO", _bool, False,
             "`1` serves the demo article under /demo/ (articles whose id starts with `demo-` only); "
             "refused in production: anyone can write comments there."),
+    Setting("PUBLIC_URL", _public_url, None,
+            "The service's public http(s) URL (e.g. `https://kommentare.example/`); links it hands out, such as "
+            "the Perspective discovery document's rootUrl, use it instead of the request's Host."),
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
@@ -170,10 +218,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXY_HOPS", _count, 0,
             "Reverse proxies of yours in front of the service: the client address is taken from that many "
             "`X-Forwarded-For` entries, counted from the right. 0 trusts none (the peer is the client)."),
-    Setting("WEBHOOK_URLS", str, "", "Comma-separated URLs of the news site that receive signed status events."),
+    Setting("WEBHOOK_URLS", _http_urls, "",
+            "Comma-separated http(s) URLs of the news site that receive signed status events."),
     Setting("WEBHOOK_SECRETS", str, "",
             "Comma-separated secrets; each event is signed with all of them (rotate by adding the new one first)."),
-    Setting("WEBHOOK_TIMEOUT", float, 5.0, "Seconds to wait for a webhook endpoint."),
+    Setting("WEBHOOK_TIMEOUT", _positive_seconds, 5.0,
+            "Seconds to wait for a webhook endpoint's answer (for each read of it)."),
+    Setting("WEBHOOK_CONNECT_TIMEOUT", _positive_seconds, 3.0,
+            "Seconds to wait for a connection to a webhook endpoint."),
     Setting("WEBHOOK_MAX_ATTEMPTS", _positive_int, 12, "Tries per event and endpoint before it is marked dead."),
     Setting("CORAL_SIGNING_SECRETS", str, "",
             "Comma-separated secrets of Coral's external moderation phase; any may match (rotation)."),
@@ -266,3 +318,8 @@ def finalize(config: dict[str, Any]) -> None:
             f"{PREFIX}APPROVE_THRESHOLD ({approve}) must not be above {PREFIX}REJECT_THRESHOLD ({reject})"
         )
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
+    if config.get("PUBLIC_URL"):  # also when given directly (create_app's test_config), not through the environment
+        try:
+            config["PUBLIC_URL"] = _public_url(config["PUBLIC_URL"])
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}PUBLIC_URL is invalid: {exc}") from None

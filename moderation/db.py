@@ -6,7 +6,9 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -152,20 +154,86 @@ def _sqlite_begin(conn: Connection) -> None:
         raise
 
 
+# What SQLite (SQLITE_FULL, also for its page limit) and PostgreSQL (disk_full, or ENOSPC while writing WAL)
+# say when there is no room left for a write.
+_FULL_MESSAGES = ("database or disk is full", "could not extend file", "no space left on device")
+
+
+def storage_full(error: BaseException) -> bool:
+    """Whether a database error says the disk (or SQLite's page limit) is full."""
+    orig = getattr(error, "orig", None) or error
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or getattr(orig, "sqlstate", None) == "53100":
+        return True
+    return any(message in str(orig).lower() for message in _FULL_MESSAGES)
+
+
 def database_unavailable(error: exc_module.DBAPIError) -> bool:
-    """Whether a database error is transient (connection lost or refused, SQLite locked): a 503 to retry."""
+    """Whether a database error is transient (connection lost or refused, SQLite locked, disk full): a 503 to retry."""
     reason = str(error.orig).lower()
-    return bool(error.connection_invalidated) or "connect" in reason or "database is locked" in reason
+    return (bool(error.connection_invalidated) or "connect" in reason or "database is locked" in reason
+            or storage_full(error))
+
+
+# How long /readyz reports a full database after the last write refused for lack of space. A write that
+# succeeds ends it at once; an instance the load balancer took out of rotation gets no writes, so it is
+# tried again after this long.
+FULL_HOLD_SECONDS = 30.0
+
+
+class StorageState:
+    """When this process last saw a write refused for lack of space on one engine's database."""
+
+    def __init__(self) -> None:
+        self._full_at: float | None = None
+        self._lock = threading.Lock()
+
+    def note_full(self) -> None:
+        """Record a write refused for lack of space."""
+        with self._lock:
+            first, self._full_at = self._full_at is None, time.monotonic()
+        if first:
+            log.error("database_full", extra={"detail": "writes are refused for lack of space"})
+
+    def note_write(self) -> None:
+        """Record a committed write: there is room again."""
+        with self._lock:
+            was_full, self._full_at = self._full_at is not None, None
+        if was_full:
+            log.info("database_writable", extra={"detail": "a write succeeded after the database was full"})
+
+    def full(self) -> bool:
+        """Whether writes were refused for lack of space within the last FULL_HOLD_SECONDS."""
+        full_at = self._full_at
+        return full_at is not None and time.monotonic() - full_at < FULL_HOLD_SECONDS
+
+
+_STORAGE: weakref.WeakKeyDictionary[Engine, StorageState] = weakref.WeakKeyDictionary()
+
+
+def storage_state(engine: Engine) -> StorageState:
+    """Return the storage state of `engine`'s database in this process."""
+    return _STORAGE.setdefault(engine, StorageState())
+
+
+def _note_storage_error(context: Any) -> None:
+    if storage_full(context.original_exception) and context.engine is not None:
+        storage_state(context.engine).note_full()
+
+
+# `Session.info` flag: this transaction is a use case's write; its commit shows the database has room.
+WRITING = "writing"
 
 
 def begin_write(session: Session) -> None:
     """Start the session's transaction as a writer; call before a use case's first read or change."""
     if session.get_bind().dialect.name != "sqlite":
+        session.info[WRITING] = True
         return
     if session.in_transaction():
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("begin_write called after changes were made")
         session.commit()  # ends a read-only transaction (e.g. the API key lookup); nothing is written
+    session.info[WRITING] = True
     session.connection(execution_options={"sqlite_immediate": True})
 
 
@@ -189,6 +257,17 @@ def compact_after_erasure(session: Session) -> None:
     if busy:
         log.warning("wal_checkpoint_busy", extra={"detail": f"{copied} of {frames} frames copied; "
                                                             "a reader kept the log in use"})
+
+
+@event.listens_for(Session, "after_commit")
+def _note_committed_write(session: Session) -> None:
+    if session.info.pop(WRITING, False):
+        storage_state(session.get_bind()).note_write()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_write(session: Session, _previous_transaction: Any) -> None:
+    session.info.pop(WRITING, None)
 
 
 # `Session.info` flag: this transaction changed comments; per-process caches of them drop it on commit.
@@ -216,8 +295,11 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
                 dbapi_connection, "lock_path", lock_path))
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
+    else:
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                               hide_parameters=True)
+    event.listen(engine, "handle_error", _note_storage_error)
+    return engine
 
 
 class Database:
@@ -243,6 +325,10 @@ class Database:
     def session(self) -> Session:
         """The session of the current request (or app context)."""
         return current_app.extensions["moderation.db"][1]()
+
+    def storage_full(self) -> bool:
+        """Whether this app's database recently refused writes for lack of space."""
+        return storage_state(self.engine).full()
 
 
 @contextmanager

@@ -7,23 +7,38 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    """Listens on 127.0.0.1:`port`; answers with the next of `statuses` (then 200); keeps every request."""
+    """Listens on 127.0.0.1:`port`; answers with the next of `statuses` (then 200); keeps every request.
 
-    def __init__(self, port: int, statuses: list[int] | None = None) -> None:
-        self.port, self.statuses = port, list(statuses or [])
+    A 3xx answer carries `Location: <location>`. Requests of any method are recorded: `received` holds
+    (headers, body), `methods` the method and `peers` the client's (address, port) of each, so a test sees
+    a redirect that was followed and whether requests shared one keep-alive connection (HTTP/1.1).
+    """
+
+    def __init__(self, port: int, statuses: list[int] | None = None, *, location: str | None = None) -> None:
+        self.port, self.statuses, self.location = port, list(statuses or []), location
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.methods: list[str] = []
+        self.peers: list[tuple[str, int]] = []
         self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     receiver.received.append((dict(self.headers), body))
+                    receiver.methods.append(self.command)
+                    receiver.peers.append(self.client_address)
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if 300 <= status < 400 and receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            do_POST = do_GET = do_PUT = do_HEAD = _answer  # noqa: N815 (http.server's naming)
 
             def log_message(self, *args) -> None:
                 pass

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
 
+from moderation.ml.registry import ModelStore
 from moderation.web.security import CONTENT_SECURITY_POLICY
 
 
@@ -119,3 +124,109 @@ def test_docs_files_outside_the_two_folders_are_404(client, path):
     response = fetch(client, path, follow_redirects=True)  # a doubled slash is merged by a redirect first
     assert response.status_code == 404, path
     assert b"import" not in response.data and b"root:" not in response.data
+
+
+# --- the model: problems are reported by /readyz without internals; /healthz stays up ---
+
+@pytest.fixture
+def model_root(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A model store whose CURRENT names a copy of the tiny model (the shipped model)."""
+    store = ModelStore(tmp_path / "modelle", tiny_model_dir)
+    store.promote(store.shipped_version(), reason="test")
+    return store.root
+
+
+@pytest.fixture
+def polling_app(app_config, make_app, model_root):
+    """An app on the store `model_root` that looks at CURRENT on every request."""
+    return make_app({**app_config, "MODEL_STORE": str(model_root), "MODEL_RELOAD_SECONDS": 1e-9})
+
+
+def logged(caplog, event: str, detail: str) -> bool:
+    """Whether `event` was logged with `detail` in its error or detail."""
+    return any(r.getMessage() == event and detail in getattr(r, "error", "") + getattr(r, "detail", "")
+               for r in caplog.records)
+
+
+def break_by_directory(pointer: Path) -> None:
+    pointer.unlink()
+    pointer.mkdir()
+
+
+def break_by_symlink_loop(pointer: Path) -> None:
+    pointer.unlink()
+    pointer.symlink_to(pointer.name)
+
+
+def break_by_bytes(pointer: Path) -> None:
+    pointer.write_bytes(b"\xff\xfe kaputt\n")
+
+
+def break_by_permissions(pointer: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their permissions")
+    pointer.chmod(0)
+
+
+def restore(pointer: Path, version: str) -> None:
+    if pointer.is_dir() and not pointer.is_symlink():
+        pointer.rmdir()
+    else:
+        pointer.unlink()
+    pointer.write_text(version + "\n")
+
+
+@pytest.mark.parametrize("breakage", [break_by_directory, break_by_symlink_loop, break_by_bytes, break_by_permissions],
+                         ids=["directory", "symlink loop", "not UTF-8", "no permission"])
+def test_an_unreadable_current_keeps_the_process_alive_and_readyz_reports_it(polling_app, model_root, auth, breakage,
+                                                                            caplog):
+    client = polling_app.test_client()
+    pointer = model_root / "CURRENT"
+    version = pointer.read_text().strip()
+    breakage(pointer)
+    try:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json["model_version"] == version  # the old model serves
+        assert "CURRENT" in ready.json["model_error"] and str(model_root) not in ready.json["model_error"]
+        scored = client.post("/v1/score", json={"text": "Danke!"}, headers=auth["backend"])
+        assert scored.status_code == 200 and scored.json["model_version"] == version
+        assert logged(caplog, "model_pointer_unreadable", str(model_root))  # the details are in the log
+    finally:
+        restore(pointer, version)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and "model_error" not in ready.json
+
+
+def refuse(root: Path, name: str, damage) -> None:
+    """Store version `name` as a copy of the serving one, damaged by `damage`, and point CURRENT at it."""
+    serving = root / "versions" / (root / "CURRENT").read_text().strip()
+    target = root / "versions" / name
+    shutil.copytree(serving, target)
+    meta = json.loads((target / "metadata.json").read_text())
+    meta["version"] = name
+    (target / "metadata.json").write_text(json.dumps(meta))
+    damage(target)
+    (root / "CURRENT").write_text(name + "\n")
+
+
+@pytest.mark.parametrize(("name", "damage", "said"), [
+    ("kaputt", lambda d: (d / "model.joblib").write_bytes((d / "model.joblib").read_bytes() + b"!"), "SHA-256"),
+    ("ohne-datei", lambda d: (d / "model.joblib").unlink(), "artifact is missing"),
+    ("ohne-metadaten", lambda d: (d / "metadata.json").unlink(), "metadata.json is missing"),
+    ("../../etc", lambda d: None, "invalid"),
+])
+def test_a_refused_version_is_reported_without_paths_or_hashes(polling_app, model_root, name, damage, said, caplog):
+    client = polling_app.test_client()
+    serving = (model_root / "CURRENT").read_text().strip()
+    if name.startswith(".."):
+        (model_root / "CURRENT").write_text(name + "\n")
+    else:
+        refuse(model_root, name, damage)
+    polling_app.extensions["moderation.classifier"].reload_now()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["model_version"] == serving
+    error = ready.json["model_error"]
+    assert said in error and "/" not in error.replace(name, "") and not re.search(r"[0-9a-f]{16}", error)
+    assert ("refused model version " + name) in error if not name.startswith("..") else "named in CURRENT" in error
+    assert logged(caplog, "model_reload_refused", str(model_root))  # the details are in the log

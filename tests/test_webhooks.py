@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -129,5 +130,56 @@ def test_two_worker_processes_never_send_an_event_twice(app, client, auth, datab
 
 def test_worker_refuses_to_run_unconfigured(cli_runner):
     from moderation.cli import cli
+    result = cli_runner.invoke(cli, ["webhooks", "deliver", "--once"])
+    assert result.exit_code != 0 and "MODERATION_WEBHOOK_URLS" in result.output
+
+
+# --- redirects, pooled connections, timeouts ---
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_failed_delivery_and_is_never_followed(app, client, auth, status):
+    comment = pending_comments(client, auth, 1)[0]
+    approve(client, auth, comment["id"])
+    now = utcnow()
+    with Receiver(free_port()) as elsewhere, Receiver(free_port(), [status], location=elsewhere.url) as endpoint:
+        assert run_worker(app, settings(endpoint.url), now=now) == {"pending": 1}
+        failed = deliveries(app)[0]
+        assert elsewhere.received == []  # neither the POST nor a GET carrying the signature went elsewhere
+        assert endpoint.methods == ["POST"]
+        assert (failed.state, failed.attempts, failed.last_status_code) == ("pending", 1, status)
+        assert failed.delivered_at is None and "redirect" in failed.last_error and elsewhere.url in failed.last_error
+        assert failed.next_attempt_at >= now + timedelta(seconds=10)  # retried with backoff like any failure
+        assert run_worker(app, settings(endpoint.url), now=now + timedelta(seconds=11)) == {"delivered": 1}
+    assert elsewhere.received == [] and endpoint.methods == ["POST", "POST"]
+
+
+def test_deliveries_share_one_keep_alive_connection(app, client, auth):
+    for comment in pending_comments(client, auth, 3):
+        approve(client, auth, comment["id"])
+    with Receiver(free_port()) as receiver:
+        assert run_worker(app, settings(receiver.url)) == {"delivered": 3}
+    assert len(receiver.peers) == 3 and len(set(receiver.peers)) == 1
+
+
+def test_an_endpoint_that_never_answers_times_out_as_a_failed_delivery(app, client, auth):
+    comment = pending_comments(client, auth, 1)[0]
+    approve(client, auth, comment["id"])
+    with socket.socket() as silent:  # accepts the connection (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        config = webhooks.WebhookSettings((f"http://127.0.0.1:{silent.getsockname()[1]}/h",), ("geheim",),
+                                          timeout=0.5, connect_timeout=0.5)
+        started = time.monotonic()
+        assert run_worker(app, config) == {"pending": 1}
+        assert time.monotonic() - started < 30  # generous: the point is that it does not hang
+    failed = deliveries(app)[0]
+    assert failed.last_status_code is None and "timed out" in failed.last_error.lower()
+
+
+@pytest.mark.parametrize("url", ["ftp://site.example/hook", "file:///etc/passwd", "https://user:pw@site.example/h"])
+def test_worker_refuses_to_start_with_a_url_that_is_not_http(cli_runner, monkeypatch, url):
+    from moderation.cli import cli
+    monkeypatch.setenv("MODERATION_WEBHOOK_URLS", url)
+    monkeypatch.setenv("MODERATION_WEBHOOK_SECRETS", "geheim")
     result = cli_runner.invoke(cli, ["webhooks", "deliver", "--once"])
     assert result.exit_code != 0 and "MODERATION_WEBHOOK_URLS" in result.output

@@ -8,6 +8,7 @@ from werkzeug.routing import UnicodeConverter
 
 from moderation.api import comments, coral, desk, health, perspective, policy, privacy, queue, scoring
 from moderation.api.errors import register_error_handlers
+from moderation.api.inputs import BoundedJSONProvider
 from moderation.api.schemas import ErrorSchema
 from moderation.text import ARTICLE_ID
 
@@ -59,6 +60,7 @@ def init_app(app: Flask) -> Api:
     app.url_map.converters["article_id"] = ArticleIdConverter
     api.register_converter(ArticleIdConverter, lambda _converter: {
         "type": "string", "pattern": ARTICLE_ID.pattern, "minLength": 1, "maxLength": 200})
+    app.json = BoundedJSONProvider(app)  # request.get_json() too reads with the service's JSON limits
     app.before_request(require_json_body)
     app.after_request(default_headers)
     for blueprint in BLUEPRINTS:

@@ -10,6 +10,7 @@ import flask_smorest
 from flask import g, request
 from flask_smorest import abort
 
+from moderation.api.inputs import RequestParser
 from moderation.api.schemas import ErrorSchema
 from moderation.extensions import db
 from moderation.services.keys import Principal, authenticate
@@ -39,7 +40,9 @@ def authenticate_request(roles: tuple[str, ...]) -> Principal:
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest blueprint that can require roles on a view."""
+    """flask-smorest blueprint that can require roles on a view, reading input with the service's limits."""
+
+    ARGUMENTS_PARSER = RequestParser()
 
     def requires(self, *roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Require a bearer key with one of `roles`, and say so in the OpenAPI document."""

@@ -12,6 +12,7 @@ from flask_smorest import abort
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from moderation.api.auth import Blueprint
+from moderation.api.inputs import unstorable_fields
 from moderation.api.schemas import ErrorSchema, author_id_field
 from moderation.errors import ArticleClosed, DuplicateComment
 from moderation.extensions import classifier, db
@@ -118,7 +119,10 @@ class CoralModeration(MethodView):
         try:
             if not isinstance(payload, dict):
                 raise ValidationError({"_schema": ["Not an object."]})
-            data = CoralRequest().load(payload)
+            schema = CoralRequest()
+            data = schema.load(payload)
+            if problems := unstorable_fields(data, schema):
+                raise ValidationError(problems)
         except ValidationError as exc:
             abort(400, message="Not a Coral External Moderation Request.", errors={"json": exc.messages})
         if data["author"]["role"].upper() in STAFF_ROLES:

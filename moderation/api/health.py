@@ -28,9 +28,9 @@ class Alive(MethodView):
 @blp.route("/readyz")
 class Ready(MethodView):
     @blp.response(200, Health)
-    @blp.alt_response(503, schema=Health, description="Database unreachable or no model loaded")
+    @blp.alt_response(503, schema=Health, description="Database unreachable or full, or no model loaded")
     def get(self) -> Any:
-        """Answer 200 when the database answers and a model is loaded; name the model version.
+        """Answer 200 when the database answers and has room and a model is loaded; name the model version.
 
         `limiter` says where rate limits are counted: `ok`, or `degraded: in-memory fallback` while the
         limit storage is unreachable (still 200: an outage of a shared Redis must not take every instance
@@ -40,7 +40,7 @@ class Ready(MethodView):
         model = holder.serving.model
         try:
             db.session.execute(text("SELECT 1"))
-            database = "ok"
+            database = "full: writes are refused for lack of space" if db.storage_full() else "ok"
         except SQLAlchemyError as exc:
             db.session.rollback()
             database = f"unreachable: {type(exc).__name__}"

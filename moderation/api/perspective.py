@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,7 +36,7 @@ from moderation.extensions import classifier, db
 from moderation.ml import Highlight
 from moderation.services.feedback import record_feedback
 from moderation.services.keys import authenticate
-from moderation.text import clean_text, html_to_text
+from moderation.text import clean_text, html_to_text, load_json
 
 log = logging.getLogger(__name__)
 blp = Blueprint("perspective", __name__, description="Perspective API drop-in (for Coral and Google's clients).")
@@ -54,6 +54,9 @@ ATTRIBUTES: dict[str, Callable[[float], float]] = {
 GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                  405: "UNIMPLEMENTED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
                  503: "UNAVAILABLE"}
+# A Host header that may be echoed in the discovery document: a name or IPv4 address, or an IPv6 literal,
+# with an optional port. Anything else (paths, quotes, user info) is refused rather than reflected.
+HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$")
 KEY_PARAMETER = {"in": "query", "name": "key", "required": False, "schema": {"type": "string"},
                  "description": "A backend-role key (or send 'Authorization: Bearer <key>')."}
 
@@ -99,7 +102,8 @@ def _http_error(error: HTTPException) -> tuple[dict, int, dict]:
     if code in (400, 422) and messages:
         text = "; ".join(_flatten(messages))
         if "Invalid JSON" in text:
-            return error_response(400, "Invalid JSON payload received.")
+            reason = f" {data['message']}" if data.get("message") else ""  # what a limit refused, if one did
+            return error_response(400, f"Invalid JSON payload received.{reason}")
         return error_response(400, f"Invalid JSON payload received. {text}")
     if code == 500:
         return error_response(500, "Internal error encountered.")
@@ -201,7 +205,7 @@ def _comment_id(data: dict[str, Any], text: str) -> str:
     """Return the id to deduplicate by: Coral's commentID in the context, else the clientToken, else the text."""
     for entry in (data.get("context") or {}).get("entries") or []:
         try:
-            payload = json.loads((entry or {}).get("text") or "")
+            payload = load_json((entry or {}).get("text") or "")
         except ValueError:
             continue
         if isinstance(payload, dict):
@@ -304,10 +308,21 @@ class SuggestCommentScore(MethodView):
 @blp.route("/$discovery/rest")
 class Discovery(MethodView):
     @blp.response(200, description="Google API discovery document of the `commentanalyzer` API")
-    def get(self) -> dict[str, Any]:
-        """Describe the Perspective drop-in for Google's client libraries (`?version=v1alpha1`)."""
+    def get(self) -> Any:
+        """Describe the Perspective drop-in for Google's client libraries (`?version=v1alpha1`).
+
+        Its rootUrl is MODERATION_PUBLIC_URL when set. Otherwise it is the host this request was sent to,
+        answered with `Cache-Control: no-store` and `Vary: Host` so that no cache hands one client's Host
+        header (perhaps forged) to another, whose client would then send its key there.
+        """
         version = request.args.get("version", API_VERSION)
         if version != API_VERSION:
             raise PerspectiveError(404, f"Discovery document not found for API service: commentanalyzer, "
                                         f"version: {version}")
-        return discovery_document(request.host_url)
+        public_url = current_app.config.get("PUBLIC_URL")
+        if public_url:
+            return discovery_document(public_url)
+        if not HOST.match(request.host):
+            raise PerspectiveError(400, "Invalid Host header.")
+        return discovery_document(f"{request.scheme}://{request.host}/"), {"Cache-Control": "no-store",
+                                                                          "Vary": "Host"}

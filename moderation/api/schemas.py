@@ -139,6 +139,7 @@ class Health(Schema):
     status = fields.String(required=True)
     database = fields.String()
     model_version = fields.String(allow_none=True)
-    model_error = fields.String(metadata={"description": "A promoted model that was refused; the old one serves."})
+    model_error = fields.String(metadata={"description": "What is wrong with a promoted model or the pointer to it; "
+                                                         "the loaded model keeps serving. Details are in the log."})
     limiter = fields.String(metadata={"description": "`ok`, `degraded: in-memory fallback` or `disabled`."})
     detail = fields.String()

@@ -9,19 +9,20 @@ import time
 import click
 
 from moderation.cli.common import cli_config
+from moderation.config import split_list
 from moderation.db import make_engine
 from moderation.services import webhooks as service
 
 
 def settings_from(config: dict) -> service.WebhookSettings:
     """Read the webhook settings; refuse to run without endpoints or secrets."""
-    urls = tuple(u.strip() for u in config["WEBHOOK_URLS"].split(",") if u.strip())
-    secrets = tuple(s.strip() for s in config["WEBHOOK_SECRETS"].split(",") if s.strip())
+    urls, secrets = split_list(config["WEBHOOK_URLS"]), split_list(config["WEBHOOK_SECRETS"])
     if not urls:
         raise click.ClickException("set MODERATION_WEBHOOK_URLS to the endpoints that should receive events")
     if not secrets:
         raise click.ClickException("set MODERATION_WEBHOOK_SECRETS: events are always signed")
     return service.WebhookSettings(urls, secrets, timeout=config["WEBHOOK_TIMEOUT"],
+                                   connect_timeout=config["WEBHOOK_CONNECT_TIMEOUT"],
                                    max_attempts=config["WEBHOOK_MAX_ATTEMPTS"])
 
 
@@ -42,10 +43,11 @@ def deliver(once: bool, interval: float, batch: int) -> None:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     from sqlalchemy.orm import Session
 
+    client = service.HttpClient(settings)  # kept for the worker's life: connections are reused between rounds
     try:
         while True:
             with Session(engine, expire_on_commit=False) as session:
-                outcomes = service.deliver_once(session, settings, worker, batch=batch)
+                outcomes = service.deliver_once(session, settings, worker, batch=batch, send=client.post)
             if outcomes:
                 click.echo(" ".join(f"{k}={v}" for k, v in sorted(outcomes.items())), err=True)
             if once:
@@ -55,6 +57,7 @@ def deliver(once: bool, interval: float, batch: int) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        client.close()
         engine.dispose()
 
 

@@ -34,7 +34,15 @@ _alive_lock = threading.Lock()
 
 
 class ModelError(Exception):
-    """The model folder cannot be used: missing, unreadable, tampered with or unloadable."""
+    """The model folder cannot be used: missing, unreadable, tampered with or unloadable.
+
+    The message has the details for the log (paths, hashes); `reason` says what failed without them, for
+    answers anyone may read (/readyz).
+    """
+
+    def __init__(self, message: str, *, reason: str = "it could not be loaded") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,8 @@ class LoadedModel:
         try:
             self._fast = FastScorer(self.pipeline, self.category_head)
         except (UnsupportedPipeline, AttributeError, KeyError) as exc:
-            raise ModelError(f"model at {path} has an unsupported pipeline: {exc}") from exc
+            raise ModelError(f"model at {path} has an unsupported pipeline: {exc}",
+                             reason="its pipeline is not supported") from exc
 
     def _category(self, offensive: bool, hits) -> str | None:
         if not offensive or not self._fast.category_labels:
@@ -144,16 +153,17 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     """Return the parsed metadata.json of a model folder, or raise ModelError."""
     meta_path = model_dir / "metadata.json"
     if not model_dir.is_dir():
-        raise ModelError(f"model folder not found: {model_dir}")
+        raise ModelError(f"model folder not found: {model_dir}", reason="its folder is missing")
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ModelError(f"metadata.json missing in model folder: {meta_path}") from exc
+        raise ModelError(f"metadata.json missing in model folder: {meta_path}",
+                         reason="its metadata.json is missing") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"metadata unreadable: {meta_path}: {exc}") from exc
+        raise ModelError(f"metadata unreadable: {meta_path}: {exc}", reason="its metadata.json is unreadable") from exc
     for key in ("version", "artifact", "decision_threshold"):
         if key not in metadata:
-            raise ModelError(f"metadata lacks {key!r}: {meta_path}")
+            raise ModelError(f"metadata lacks {key!r}: {meta_path}", reason=f"its metadata.json lacks {key!r}")
     return metadata
 
 
@@ -199,30 +209,33 @@ def load_model(model_dir: str | Path, *, expect_version: str | None = None) -> L
     if pointer.is_file():
         version = pointer.read_text(encoding="utf-8").strip()
         if not version or "/" in version or version.startswith("."):
-            raise ModelError(f"{pointer} names no valid version")
+            raise ModelError(f"{pointer} names no valid version", reason="CURRENT names no valid version")
         model_dir, expect_version = model_dir / "versions" / version, version
     metadata = read_metadata(model_dir)
     if expect_version is not None and metadata["version"] != expect_version:
         raise ModelError(f"{model_dir} should hold version {expect_version} but its metadata says "
-                         f"{metadata['version']}")
+                         f"{metadata['version']}", reason="its metadata names another version")
     artifact_meta = metadata["artifact"]
     name = str(artifact_meta.get("file", ""))
     if not name or Path(name).name != name:
-        raise ModelError(f"metadata names an invalid artifact file {name!r}: {model_dir}")
+        raise ModelError(f"metadata names an invalid artifact file {name!r}: {model_dir}",
+                         reason="its metadata names an invalid artifact file")
     artifact_path = model_dir / name
     # Read once, hash those bytes and unpickle the same bytes: opening the file again after the check
     # would run whatever was swapped in meanwhile by anyone who can write the folder.
     try:
         data = artifact_path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
-        raise ModelError(f"model artifact missing: {artifact_path}") from None
+        raise ModelError(f"model artifact missing: {artifact_path}", reason="its artifact is missing") from None
     except OSError as exc:
-        raise ModelError(f"model artifact unreadable: {artifact_path}: {exc}") from exc
+        raise ModelError(f"model artifact unreadable: {artifact_path}: {exc}",
+                         reason="its artifact is unreadable") from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != artifact_meta.get("sha256"):
         raise ModelError(
             f"SHA-256 mismatch for {artifact_path}: metadata records "
-            f"{artifact_meta.get('sha256')}, file has {actual}; refusing to load"
+            f"{artifact_meta.get('sha256')}, file has {actual}; refusing to load",
+            reason="its artifact does not match the SHA-256 recorded in its metadata",
         )
     key = (str(model_dir.resolve()), json.dumps(metadata, sort_keys=True), actual, fastpath.WORD_CACHE_SIZE)
     with _alive_lock:
@@ -246,7 +259,9 @@ def _unpickle(model_dir: Path, artifact_path: Path, data: bytes, metadata: dict[
             warnings.simplefilter("ignore", InconsistentVersionWarning)
             artifact = joblib.load(io.BytesIO(data))
     except Exception as exc:  # joblib/pickle raise many types for a broken file
-        raise ModelError(f"model artifact won't load: {artifact_path}: {exc}") from exc
+        raise ModelError(f"model artifact won't load: {artifact_path}: {exc}",
+                         reason="its artifact does not load") from exc
     if not isinstance(artifact, dict) or artifact.get("format") != ARTIFACT_FORMAT:
-        raise ModelError(f"model artifact has an unknown layout: {artifact_path}")
+        raise ModelError(f"model artifact has an unknown layout: {artifact_path}",
+                         reason="its artifact has an unknown layout")
     return LoadedModel(model_dir, metadata, artifact, mismatch)

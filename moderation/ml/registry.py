@@ -48,7 +48,7 @@ def read_pointer(root: str | Path) -> str | None:
 def version_dir(root: str | Path, version: str) -> Path:
     """Return the folder of `version` (refusing names that would leave the versions folder)."""
     if not version or "/" in version or "\\" in version or version.startswith("."):
-        raise ModelError(f"invalid model version name {version!r}")
+        raise ModelError(f"invalid model version name {version!r}", reason="the version name is invalid")
     return Path(root) / VERSIONS / version
 
 

@@ -19,6 +19,7 @@ from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, Idemp
 from moderation.services.authors import anonymised_ban_in_force, author_pseudonym, ban_in_force
 from moderation.services.routing import Routing, Rules, Thresholds, audit_draw, route
 from moderation.services.wordlists import load_matcher
+from moderation.text import MAX_ID
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,9 @@ def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, last_id = raw.split(":")
-        if version != "c1":
-            raise ValueError(version)
+        # Only what _encode_cursor writes: an id the database can hold (a larger one overflows the driver).
+        if version != "c1" or not (last_id.isascii() and last_id.isdigit() and 0 < int(last_id) <= MAX_ID):
+            raise ValueError(raw)
         return int(last_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this service handed out",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from moderation.models import APPROVED, PENDING, REJECTED, Article, Comment, Mod
 from moderation.services.authors import AuthorHistory, histories
 from moderation.services.comments import find_article, get_comment
 from moderation.services.outbox import record_status_change
+from moderation.text import MAX_ID, load_json
 
 PENDING_QUEUE, REPORTED_QUEUE = "pending", "reported"
 QUEUES = (PENDING_QUEUE, REPORTED_QUEUE)
@@ -53,15 +55,23 @@ def _encode(sort: str, comment: Comment) -> str:
     return base64.urlsafe_b64encode(json.dumps(["q1", sort, *key]).encode()).decode().rstrip("=")
 
 
+def _is_id(value: object) -> bool:
+    # A larger integer than the database holds would overflow the driver instead of matching nothing.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 def _decode(cursor: str, sort: str) -> list:
     try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = load_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(raw, list) or raw[:2] != ["q1", sort]:
             raise ValueError(raw)
         key = raw[2:]
-        if sort == "toxicity" and not (isinstance(key[0], float | int) and isinstance(key[1], int)):
-            raise ValueError(key)
-        if sort == "oldest" and not isinstance(key[0], int):
+        if sort == "toxicity":
+            valid = (len(key) == 2 and isinstance(key[0], float | int) and not isinstance(key[0], bool)
+                     and math.isfinite(key[0]) and _is_id(key[1]))
+        else:
+            valid = len(key) == 1 and _is_id(key[0])
+        if not valid:
             raise ValueError(key)
         return key
     except (ValueError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):

@@ -2,6 +2,8 @@
 
 Several workers may run at once: each delivery row is claimed under a row lock (SKIP LOCKED on
 PostgreSQL, the write lock on SQLite) with a lease, so no two workers send the same event at once.
+Only a 2xx answer delivers. A redirect is a failed attempt like any other and is never followed: a
+client that follows it would send the signed event to another address (as a GET, for a 302).
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import hashlib
 import hmac
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import TracebackType
 
+import urllib3
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -31,7 +33,8 @@ SIGNATURE_HEADER = "X-Moderation-Signature"
 class WebhookSettings:
     urls: tuple[str, ...]
     secrets: tuple[str, ...]
-    timeout: float = 5.0
+    timeout: float = 5.0  # for each read of the answer
+    connect_timeout: float = 3.0
     max_attempts: int = 12
     base_backoff: float = 10.0
     max_backoff: float = 3600.0
@@ -88,21 +91,56 @@ def event_body(event: WebhookEvent, now: datetime) -> bytes:
     }, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-Sender = Callable[[str, bytes, dict[str, str], float], int]
+@dataclass(frozen=True)
+class Answer:
+    """What an endpoint answered: the status and, for a redirect, where it pointed."""
+
+    status: int
+    location: str | None = None
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST and return the status code (an HTTP error status is an answer, not an exception)."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URLs)
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+Sender = Callable[[str, bytes, dict[str, str]], Answer]
+# An answer body this small is read so that the connection can carry the next delivery; a larger (or
+# chunked) one is not read at all: the connection is closed instead.
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class HttpClient:
+    """Keep-alive connections to the endpoints, with connect and read timeouts; never redirects or retries."""
+
+    def __init__(self, settings: WebhookSettings) -> None:
+        self._pools = urllib3.PoolManager(
+            num_pools=max(len(settings.urls), 1), maxsize=1, retries=False,
+            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=settings.timeout),
+        )
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """POST and return the answer (an error status is an answer; a network failure raises)."""
+        response = self._pools.request("POST", url, body=body, headers=headers, redirect=False, retries=False,
+                                       preload_content=False)
+        try:
+            if response.length_remaining is not None and response.length_remaining <= MAX_ANSWER_BYTES:
+                response.drain_conn()
+            else:
+                response.close()
+        finally:
+            response.release_conn()
+        return Answer(response.status, response.headers.get("Location"))
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._pools.clear()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
 
 def attempt(session: Session, delivery_id: int, worker: str, settings: WebhookSettings, *, now: datetime,
-            send: Sender = http_post) -> str:
+            send: Sender) -> str:
     """Send one leased delivery and record the outcome; return its new state."""
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.locked_by != worker or delivery.state != PENDING:
@@ -116,9 +154,13 @@ def attempt(session: Session, delivery_id: int, worker: str, settings: WebhookSe
     session.rollback()  # hold no transaction (and on SQLite no lock) while waiting on the network
     status, error = None, None
     try:
-        status = send(url, body, headers, settings.timeout)
-    except (OSError, ValueError) as exc:
+        answer = send(url, body, headers)
+    except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
+    else:
+        status = answer.status
+        if 300 <= status < 400:
+            error = f"redirect to {answer.location!r} not followed: webhooks are never redirected"[:500]
     begin_write(session)
     delivery = session.get(WebhookDelivery, delivery_id)
     delivery.attempts += 1
@@ -137,11 +179,17 @@ def attempt(session: Session, delivery_id: int, worker: str, settings: WebhookSe
 
 
 def deliver_once(session: Session, settings: WebhookSettings, worker: str, *, batch: int = 50,
-                 now: datetime | None = None, send: Sender = http_post) -> dict[str, int]:
-    """Fan out new events, then try every due delivery once; return counts by outcome."""
+                 now: datetime | None = None, send: Sender | None = None) -> dict[str, int]:
+    """Fan out new events, then try every due delivery once; return counts by outcome.
+
+    Without `send`, this round opens its own HttpClient; a long-running worker passes one it keeps.
+    """
+    if send is None:
+        with HttpClient(settings) as client:
+            return deliver_once(session, settings, worker, batch=batch, now=now, send=client.post)
     now = now or utcnow()
     fan_out(session, settings)
-    lease = timedelta(seconds=settings.timeout * 2 + 30)
+    lease = timedelta(seconds=(settings.connect_timeout + settings.timeout) * 2 + 30)
     outcomes: dict[str, int] = {}
     for delivery_id in claim(session, worker, batch=batch, lease=lease, now=now):
         state = attempt(session, delivery_id, worker, settings, now=now, send=send)

@@ -345,3 +345,36 @@ def test_the_key_never_reaches_the_logs(client, tokens, caplog):
     for line in lines:
         assert token not in line and token[:12] not in line and INSULT not in line
 
+
+
+FORGED = "evil.example"
+
+
+@pytest.mark.parametrize("public_url", ["https://kommentare.example", "https://kommentare.example/"])
+def test_a_configured_public_url_is_the_root_whatever_the_host_header(app_config, make_app, public_url):
+    client = make_app({**app_config, "PUBLIC_URL": public_url}).test_client()
+    for headers in ({"Host": FORGED}, {"Host": "localhost", "X-Forwarded-Host": FORGED},
+                    {"Host": f"{FORGED}:443", "X-Forwarded-Proto": "http"}):
+        response = client.get("/$discovery/rest", headers=headers)
+        assert response.status_code == 200
+        assert response.json["rootUrl"] == response.json["baseUrl"] == "https://kommentare.example/"
+        assert FORGED not in response.get_data(as_text=True)
+
+
+def test_a_public_url_with_a_path_prefix_is_kept(app_config, make_app):
+    client = make_app({**app_config, "PUBLIC_URL": "https://www.zeitung.example/kommentare"}).test_client()
+    assert client.get("/$discovery/rest").json["rootUrl"] == "https://www.zeitung.example/kommentare/"
+
+
+def test_without_a_public_url_the_host_is_echoed_only_to_the_client_that_sent_it(client):
+    # No shared cache may keep one client's Host for another (cache poisoning would send keys elsewhere).
+    response = client.get("/$discovery/rest", headers={"Host": "kommentare.example:8443"})
+    assert response.json["rootUrl"] == "http://kommentare.example:8443/"
+    assert "no-store" in response.headers["Cache-Control"] and "Host" in response.headers["Vary"]
+
+
+@pytest.mark.parametrize("host", ['evil.example/"x', "evil.example?x=1", "a b", "evil.example:port", "ex@mple.com"])
+def test_a_malformed_host_is_not_echoed(client, host):
+    response = client.get("/$discovery/rest", headers={"Host": host})
+    assert response.status_code == 400 and response.json["error"]["status"] == "INVALID_ARGUMENT"
+    assert host not in response.get_data(as_text=True)
