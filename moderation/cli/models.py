@@ -142,21 +142,21 @@ def export(version: str | None, out_dir: str, store: str | None) -> None:
 
 
 @models.command("calibrate")
-@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Model folder to calibrate (the shipped `model/`, or a version folder in the store).")
 @click.option("--data", "data_paths", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
               help="A training file of the model (repeat for each; checked against the recorded SHA-256).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1), help="Parallel fold fits.")
-def calibrate_(model: str, data_paths: tuple[str, ...], jobs: int) -> None:
-    """Write MODEL's out-of-fold calibration scores into its metadata.json (the artifact stays as it is).
+def calibrate_(model_dir: str, data_paths: tuple[str, ...], jobs: int) -> None:
+    """Write a model's out-of-fold calibration scores into its metadata.json (the artifact stays as it is).
 
-    MODEL is a model folder (the shipped `model/`, or a version folder in the store). Give the files it was
-    trained on.
+    Give the files it was trained on, each with --data.
     """
     from moderation.ml.recalibrate import recalibrate
 
     try:
         datasets = [read_dataset(path) for path in data_paths]
-        metadata = recalibrate(Path(model), datasets, n_jobs=jobs, progress=_progress)
+        metadata = recalibrate(Path(model_dir), datasets, n_jobs=jobs, progress=_progress)
     except (DataError, ModelError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"version": metadata["version"], "routing": metadata["routing"],

@@ -96,6 +96,7 @@ FOLDER_OPTIONS = [
     (["models", "rollback"], ["--store"]),
     (["models", "import"], ["--store"]),
     (["models", "export"], ["--out", "--store"]),
+    (["models", "calibrate"], ["--model"]),
 ]
 
 

@@ -60,7 +60,7 @@ def test_recomputes_the_same_calibration_and_keeps_the_artifact(trained):
     model, data, original = trained
     artifact = file_sha256(model / "model.joblib")
     without_calibration(model)
-    result = CliRunner().invoke(cli, ["models", "calibrate", str(model), "--data", str(data), "--jobs", "1"])
+    result = CliRunner().invoke(cli, ["models", "calibrate", "--model", str(model), "--data", str(data), "--jobs", "1"])
     assert result.exit_code == 0, result.output
     meta = json.loads((model / "metadata.json").read_text(encoding="utf-8"))
     assert meta["calibration"] == original["calibration"]
@@ -81,7 +81,7 @@ def test_recomputes_the_same_calibration_and_keeps_the_artifact(trained):
 def test_refuses_what_is_not_the_models_recipe_and_writes_nothing(trained, tmp_path, case, message):
     model, data, _ = trained
     text = without_calibration(model)
-    args = ["models", "calibrate", str(model), "--jobs", "1", "--data"]
+    args = ["models", "calibrate", "--model", str(model), "--jobs", "1", "--data"]
     if case == "other_file":
         other = tmp_path / "andere.csv"
         other.write_text(data.read_text(encoding="utf-8") + "Noch ein Satz,0\n", encoding="utf-8")
