@@ -149,7 +149,7 @@ def default_database_url() -> str:
     return f"sqlite:///{DEFAULT_INSTANCE_DIR / 'moderation.db'}"
 
 
-# The README's configuration table is checked against this list by a test.
+# docs/configuration.md documents exactly these settings with their defaults (tests/test_config.py checks it).
 SETTINGS: tuple[Setting, ...] = (
     Setting("ENV", _environment, "development",
             "`development` or `production` (anything else refuses to start). `production` refuses to start "

