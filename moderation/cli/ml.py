@@ -95,7 +95,7 @@ def evaluate(model_dir: str | None, data_path: str, report_dir: str | None) -> N
 @click.option("--input", "input_file", type=click.File("r", encoding="utf-8"), default="-",
               help="JSON lines with a `text` field (default stdin).")
 def score(model_dir: str | None, input_file) -> None:
-    """Score JSON lines with `text` and print one JSON line of scores per input line."""
+    """Score JSON lines with `text` and print one JSON line of scores (and the model version) per input line."""
     model = _load(model_dir)
     for line_no, line in enumerate(input_file, start=1):
         if not line.strip():
@@ -112,5 +112,6 @@ def score(model_dir: str | None, input_file) -> None:
             "offensive": result.offensive,
             "category": result.category,
             "highlights": [asdict(h) for h in result.highlights],
+            "model_version": model.version,
         }
         click.echo(json.dumps(out, ensure_ascii=False))

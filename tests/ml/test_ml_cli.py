@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from moderation.cli.ml import evaluate, score, train
+from moderation.ml import load_model
 
 
 @pytest.fixture
@@ -52,16 +53,19 @@ def test_train_evaluate_score_round_trip(cli, tiny_jsonl, tmp_path):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 2
     for row, text in zip(rows, ["Du bist ein I d i o t", "Danke dir!"], strict=True):
-        assert set(row) == {"toxicity", "offensive", "category", "highlights"}
+        assert set(row) == {"toxicity", "offensive", "category", "highlights", "model_version"}
+        assert row["model_version"] == summary["version"]
         for h in row["highlights"]:
             assert text[h["start"]:h["end"]] == h["text"]
 
 
 def test_score_reads_stdin_and_model_from_env(cli, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("MODERATION_MODEL_DIR", str(tiny_model_dir))
-    result = CliRunner().invoke(cli, ["score"], input='{"text": "Halt die Fresse"}\n')
+    result = CliRunner().invoke(cli, ["score"], input='{"text": "Halt die Fresse"}\n{"text": "Danke"}\n')
     assert result.exit_code == 0, result.output
-    assert 0 <= json.loads(result.stdout)["toxicity"] <= 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 2 and all(0 <= row["toxicity"] <= 1 for row in rows)
+    assert {row["model_version"] for row in rows} == {load_model(tiny_model_dir).version}
 
 
 @pytest.mark.parametrize(("line", "message"), [
