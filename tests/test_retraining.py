@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,17 @@ def test_retrain_cli_promotes_a_better_candidate_and_writes_the_report(app, deci
     assert [(h["previous"], h["version"]) for h in history(store.root)] == [(before, summary["candidate"])]
     assert sorted(p.name for p in (store.root / "versions").iterdir()) == [summary["candidate"]]  # no copy of shipped
     assert "progress" not in result.stdout and "held out" in result.stderr  # progress goes to stderr
+    # Not a terminal: each counted phase is a few time-stamped lines, ending at its total.
+    ends = {match[1]: (int(match[2]), int(match[3]))
+            for match in re.finditer(r"^\[\d\d:\d\d:\d\d\] (.+): (\d+)/(\d+)$", result.stderr, re.M)}
+    held_out = summary["gate"]["held_out_rows"]
+    distilled = ends.pop("distilling the sentence encoder", None)  # only if no test before distilled it
+    assert distilled is None or distilled[0] == distilled[1] > 0
+    assert ends == {
+        "fitting the final model and 5 folds": (6, 6),
+        f"scoring the held-out slice with the candidate {summary['candidate']}": (held_out, held_out),
+        f"scoring the held-out slice with {before}": (held_out, held_out),
+    }
 
 
 def test_thresholds_meet_the_requested_leak_on_the_slice(app, decided, store, base_file, tmp_path):

@@ -7,13 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
-from moderation.cli.common import OldSpellings, cli_session, model_store, store_option
+from moderation.cli.common import OldSpellings, ProgressOutput, cli_session, model_store, store_option
 from moderation.ml import ModelError
 from moderation.ml.data import DataError, Dataset, read_datasets
-
-
-def _progress(message: str) -> None:
-    click.echo(f"[{datetime.now():%H:%M:%S}] {message}", err=True)
 
 
 @click.command()
@@ -49,10 +45,10 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
     report_dir = report_dir or f"reports/retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     since = since.replace(tzinfo=UTC) if since else None
     try:
-        with cli_session() as session:
+        with cli_session() as session, ProgressOutput(timestamps=True) as progress:
             result = run(session, models, base=base, since=since, report_dir=report_dir, max_leak=max_leak,
                          min_reject_precision=min_reject_precision, tolerance=tolerance, force=force,
-                         force_reason=reason, seed=seed, progress=_progress)
+                         force_reason=reason, seed=seed, progress=progress)
     except (ValueError, ModelError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     held = result["routing"]["held_out"]
