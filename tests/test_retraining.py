@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,50 @@ def test_retrain_cli_promotes_a_better_candidate_and_writes_the_report(app, deci
     assert [(h["previous"], h["version"]) for h in history(store.root)] == [(before, summary["candidate"])]
     assert sorted(p.name for p in (store.root / "versions").iterdir()) == [summary["candidate"]]  # no copy of shipped
     assert "progress" not in result.stdout and "held out" in result.stderr  # progress goes to stderr
+    _check_listing(cli_runner, summary, before, base_file, promoted.metadata)
+    # Not a terminal: each counted phase is a few time-stamped lines, ending at its total.
+    ends = {match[1]: (int(match[2]), int(match[3]))
+            for match in re.finditer(r"^\[\d\d:\d\d:\d\d\] (.+): (\d+)/(\d+)$", result.stderr, re.M)}
+    held_out = summary["gate"]["held_out_rows"]
+    distilled = ends.pop("distilling the sentence encoder", None)  # only if no test before distilled it
+    assert distilled is None or distilled[0] == distilled[1] > 0
+    assert ends == {
+        "fitting the final model and 5 folds": (6, 6),
+        f"scoring the held-out slice with the candidate {summary['candidate']}": (held_out, held_out),
+        f"scoring the held-out slice with {before}": (held_out, held_out),
+    }
+
+
+def _check_listing(cli_runner, summary: dict, before: str, base_file: Path, metadata: dict) -> None:
+    """`models list` gives each figure with its protocol and data: a retrain's held-out one, beside the figure
+    the model it replaced got on the same rows, and each version's cross-validation on its own training rows."""
+    listed = cli_runner.invoke(cli, ["models", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    shown = json.loads(listed.stdout)
+    assert shown["serving"] == summary["candidate"]
+    by_version = {v["version"]: v for v in shown["versions"]}
+    assert set(by_version) == {before, summary["candidate"]}
+    gate, decisions = summary["gate"], {"name": "database decisions", "since": None}
+    held, cv = by_version[summary["candidate"]]["measurements"]
+    assert held["method"].startswith("held out by key hash (20% of labelled items), trained on by neither model; ")
+    assert {key: value for key, value in held.items() if key != "method"} == {
+        "macro_f1": gate["candidate"], "protocol": "held-out decisions", "rows": gate["compared_rows"],
+        "rows_from": "held-out decisions", "data": [decisions],
+        "compared_with": {"version": before, "macro_f1": gate["current"]}}
+    base = {"name": "base.jsonl", "sha256": hashlib.sha256(base_file.read_bytes()).hexdigest()}
+    assert cv == {"macro_f1": metadata["validation"]["at_decision_threshold"]["macro_f1"],
+                  "protocol": "cross-validation", "method": metadata["validation"]["method"],
+                  "rows": metadata["validation"]["rows"], "rows_from": "all rows", "data": [base, decisions],
+                  "compared_with": None}
+    assert [(m["protocol"], m["data"]) for m in by_version[before]["measurements"]] == [("cross-validation", [])]
+
+    table = cli_runner.invoke(cli, ["models", "list"]).stdout.splitlines()
+    serving = next(i for i, line in enumerate(table) if line.startswith("*"))
+    assert re.fullmatch(rf"\* {summary['candidate']} +\S+ +{gate['candidate']:.4f} +held-out decisions +"
+                        rf"{gate['compared_rows']} +held-out decisions of database decisions; "
+                        rf"{before} scored {gate['current']:.4f} on the same rows", table[serving])
+    assert re.fullmatch(rf" +{cv['macro_f1']:.4f} +cross-validation +{cv['rows']} +all rows of "
+                        rf"base.jsonl \({base['sha256'][:8]}\), database decisions", table[serving + 1])
 
 
 def test_thresholds_meet_the_requested_leak_on_the_slice(app, decided, store, base_file, tmp_path):
@@ -167,6 +212,20 @@ def test_models_cli_import_list_promote_rollback_export(store, cli_runner, tmp_p
     assert [line for line in lines if line.startswith("*")] == [next(line for line in lines if first in line)]
     assert f"* {first}" in listing.stdout and "shipped" in next(line for line in lines if first in line)
     assert any(second in line and "shipped" not in line for line in lines)
+    assert lines[0].split() == ["VERSION", "CREATED", "MACRO-F1", "PROTOCOL", "ROWS", "MEASURED", "ON"]
+    figures = {v: load_model(store.version_dir(v) if v == second else store.shipped).metadata["validation"]
+               for v in (first, second)}
+    for version, validation in figures.items():
+        line = next(line for line in lines if version in line)
+        # Trained without naming its data files: the rows are all there is to say.
+        assert re.search(rf" {validation['at_decision_threshold']['macro_f1']:.4f} +cross-validation +"
+                         rf"{validation['rows']}  all rows$", line)
+    shown = cli_runner.invoke(cli, ["models", "list", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert {v["version"]: (v["serving"], v["shipped"], [(m["protocol"], m["rows"]) for m in v["measurements"]])
+            for v in json.loads(shown.stdout)["versions"]} == {
+        first: (True, True, [("cross-validation", figures[first]["rows"])]),
+        second: (False, False, [("cross-validation", figures[second]["rows"])])}
 
     promoted = cli_runner.invoke(cli, ["models", "promote", second])
     assert promoted.exit_code == 0, promoted.output

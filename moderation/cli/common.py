@@ -1,10 +1,12 @@
-"""What the CLI commands share: config, a database session without a web app, the model options."""
+"""What the CLI commands share: config, a database session without a web app, the model options, progress."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, Self, TextIO
 
 import click
 from sqlalchemy.orm import Session
@@ -67,3 +69,66 @@ def store_option(func: Callable) -> Callable:
     """Add `--store`: the model store (old spelling `--model-dir`)."""
     return click.option("--store", "--model-dir", "store", cls=OldSpellings, type=click.Path(file_okay=False),
                         help="Model store; default $MODERATION_MODEL_STORE or instance/models/.")(func)
+
+
+class ProgressOutput:
+    """The ml package's `Progress` callback on stderr: a bar per counted phase on a terminal, else lines.
+
+    Lines (a log, a pipe, a test) say each message and count each phase at its start, at most every tenth
+    of the way and at its end. Use it as a context manager, so that a failing command still ends its bar.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, timestamps: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        try:
+            self.bars = self.stream.isatty()
+        except (AttributeError, ValueError):  # no isatty, or a closed stream
+            self.bars = False
+        self.timestamps = timestamps
+        self._phase: str | None = None
+        self._bar: Any = None  # the open click progress bar
+        self._tenth = -1       # the last tenth of the phase written as a line
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.end_bar()
+
+    def __call__(self, message: str, done: int | None = None, total: int | None = None, /) -> None:
+        """Write a message on its own line, or count a step of a phase."""
+        if done is None or total is None:
+            self.end_bar()
+            self._line(message)
+        elif self.bars:
+            self._draw(message, done, total)
+        else:
+            self._count(message, done, total)
+
+    def end_bar(self) -> None:
+        """Finish the bar being drawn, if any (its line stays)."""
+        if self._bar is not None:
+            self._bar.render_finish()
+            self._bar = None
+        self._phase = None
+
+    def _draw(self, phase: str, done: int, total: int) -> None:
+        if phase != self._phase:
+            self.end_bar()
+            self._phase = phase
+            self._bar = click.progressbar(length=total, label=phase, file=self.stream, show_pos=True)
+            self._bar.render_progress()
+        self._bar.update(done - self._bar.pos)
+        if done >= total:
+            self.end_bar()
+
+    def _count(self, phase: str, done: int, total: int) -> None:
+        if phase != self._phase:
+            self._phase, self._tenth = phase, -1
+        tenth = 10 * done // total if total else 10
+        if tenth > self._tenth:
+            self._tenth = tenth
+            self._line(f"{phase}: {done}/{total}")
+
+    def _line(self, text: str) -> None:
+        click.echo(f"[{datetime.now():%H:%M:%S}] {text}" if self.timestamps else text, file=self.stream)

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import click
 
-from moderation.cli.common import model_option, model_store
+from moderation.cli.common import ProgressOutput, model_option, model_store
 from moderation.ml import LoadedModel, ModelError, extras, load_model, train_and_save
 from moderation.ml.data import DataError, read_dataset, read_datasets
 from moderation.ml.metrics import classification_metrics
-
-
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
+from moderation.ml.progress import counted
 
 
 def _load(model_dir: str | None) -> LoadedModel:
@@ -37,14 +34,14 @@ def train(data_paths: tuple[str, ...], out_dir: str, seed: int) -> None:
         data = read_datasets(list(data_paths))
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
-    _progress(f"read {len(data.texts)} rows ({sum(data.labels)} offensive) "
-              f"from {len(data_paths)} file(s)")
-    try:
-        metadata = train_and_save(data.texts, data.labels, out_dir, categories=data.categories,
-                                  groups=data.groups, domains=data.domains, seed=seed,
-                                  sources=data.sources, progress=_progress)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    with ProgressOutput() as progress:
+        progress(f"read {len(data.texts)} rows ({sum(data.labels)} offensive) from {len(data_paths)} file(s)")
+        try:
+            metadata = train_and_save(data.texts, data.labels, out_dir, categories=data.categories,
+                                      groups=data.groups, domains=data.domains, seed=seed,
+                                      sources=data.sources, progress=progress)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     summary = {key: metadata[key] for key in ("version", "rows", "decision_threshold", "routing")}
     validation = metadata["validation"].get("at_decision_threshold")
     summary["cv_macro_f1"] = validation["macro_f1"] if validation else None
@@ -66,8 +63,9 @@ def evaluate(model_dir: str | None, data_path: str, report_dir: str | None) -> N
         data = read_dataset(data_path)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
-    _progress(f"scoring {len(data.texts)} rows with model {model.version}")
-    scores = [model.score(text, explain=False).toxicity for text in data.texts]
+    with ProgressOutput() as progress:
+        scores = [model.score(text, explain=False).toxicity
+                  for text in counted(data.texts, progress, f"scoring with model {model.version}")]
     metrics = classification_metrics(data.labels, scores, model.decision_threshold)
     approved = [y for y, s in zip(data.labels, scores, strict=True) if s < model.approve_threshold]
     rejected = [y for y, s in zip(data.labels, scores, strict=True) if s >= model.reject_threshold]
@@ -88,7 +86,7 @@ def evaluate(model_dir: str | None, data_path: str, report_dir: str | None) -> N
                       "reject": model.reject_threshold}
         index = write_report(report_dir, data.labels, scores, metrics, thresholds,
                              f"Model {model.version} on {Path(data_path).name}")
-        _progress(f"wrote report {index}")
+        click.echo(f"wrote report {index}", err=True)
     click.echo(json.dumps(metrics, indent=2))
 
 
@@ -97,7 +95,7 @@ def evaluate(model_dir: str | None, data_path: str, report_dir: str | None) -> N
 @click.option("--input", "input_file", type=click.File("r", encoding="utf-8"), default="-",
               help="JSON lines with a `text` field (default stdin).")
 def score(model_dir: str | None, input_file) -> None:
-    """Score JSON lines with `text` and print one JSON line of scores per input line."""
+    """Score JSON lines with `text` and print one JSON line of scores (and the model version) per input line."""
     model = _load(model_dir)
     for line_no, line in enumerate(input_file, start=1):
         if not line.strip():
@@ -114,5 +112,6 @@ def score(model_dir: str | None, input_file) -> None:
             "offensive": result.offensive,
             "category": result.category,
             "highlights": [asdict(h) for h in result.highlights],
+            "model_version": model.version,
         }
         click.echo(json.dumps(out, ensure_ascii=False))

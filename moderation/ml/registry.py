@@ -28,10 +28,23 @@ CANDIDATE = ".candidate"
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """A version's macro-F1 with the rows it was measured on and how: figures measured differently do not compare."""
+
+    macro_f1: float
+    protocol: str                       # "cross-validation", "held-out slice" or "held-out decisions"
+    method: str                         # the protocol in the metadata's own words
+    rows: int | None                    # how many rows were scored
+    rows_from: str                      # which of the data's rows those were
+    data: tuple[dict[str, str], ...]    # the data they came from: name, and sha256 (files) or since (decisions)
+    compared_with: dict | None = None   # the model a retrain's gate scored on the same rows: version, macro_f1
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     version: str
     created_at: str
-    macro_f1: float | None
+    measurements: tuple[Measurement, ...]
     serving: bool
     shipped: bool
     path: Path
@@ -60,8 +73,40 @@ def history(root: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _macro_f1(metadata: dict) -> float | None:
-    return (metadata.get("validation", {}).get("at_decision_threshold") or {}).get("macro_f1")
+DECISIONS_SOURCE = "database decisions"  # the name a retrain gives the moderators' decisions in training_data
+
+
+def _source(source: dict) -> dict[str, str]:
+    return {"name": source.get("path", "?"), **{key: source[key] for key in ("sha256", "since") if key in source}}
+
+
+def measurements(metadata: dict) -> list[Measurement]:
+    """Return the macro-F1 figures a model's metadata records, each with its protocol and data.
+
+    A retrained version has two: the gate's, on the held-out slice (first, since the promotion went by it,
+    beside the model it was compared with on the same rows), and the cross-validation on its training rows.
+    """
+    sources = [_source(s) for s in metadata.get("training_data") or []]
+    found = []
+    gate, held_out = metadata.get("gate") or {}, metadata.get("held_out_metrics") or {}
+    if held_out.get("macro_f1") is not None:
+        compared_on = gate.get("compared_on", "whole held-out slice")
+        decisions_only = compared_on.startswith("held-out decisions")
+        share = (metadata.get("holdout") or {}).get("share")
+        held = f"held out by key hash ({share:.0%} of labelled items)" if share is not None else "held out"
+        found.append(Measurement(
+            held_out["macro_f1"], "held-out decisions" if decisions_only else "held-out slice",
+            f"{held}, trained on by neither model; {compared_on}", gate.get("compared_rows", held_out.get("rows")),
+            "held-out decisions" if decisions_only else compared_on,
+            tuple(s for s in sources if s["name"] == DECISIONS_SOURCE) if decisions_only else tuple(sources),
+            {"version": gate["compared_with"], "macro_f1": gate.get("current")} if "compared_with" in gate else None))
+    validation = metadata.get("validation") or {}
+    figures = validation.get("at_decision_threshold") or {}
+    if figures.get("macro_f1") is not None:
+        found.append(Measurement(figures["macro_f1"], "cross-validation", validation.get("method", "cross-validation"),
+                                 validation.get("rows", figures.get("rows")), validation.get("rows_from", "all rows"),
+                                 tuple(sources)))
+    return found
 
 
 class ModelStore:
@@ -129,12 +174,13 @@ class ModelStore:
                 meta = read_metadata(folder)
             except ModelError:
                 continue
-            infos[meta["version"]] = VersionInfo(meta["version"], meta.get("created_at", ""), _macro_f1(meta),
+            infos[meta["version"]] = VersionInfo(meta["version"], meta.get("created_at", ""),
+                                                 tuple(measurements(meta)),
                                                  meta["version"] == serving,
                                                  shipped is not None and meta["version"] == shipped["version"], folder)
         if shipped is not None and shipped["version"] not in infos:
             infos[shipped["version"]] = VersionInfo(shipped["version"], shipped.get("created_at", ""),
-                                                    _macro_f1(shipped), shipped["version"] == serving, True,
+                                                    tuple(measurements(shipped)), shipped["version"] == serving, True,
                                                     self.shipped)
         return sorted(infos.values(), key=lambda i: (i.created_at, i.version))
 

@@ -14,12 +14,13 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 
 from moderation.ml.calibration import Evidence, Policy, calibrate
+from moderation.ml.encoder import distilled
 from moderation.ml.metrics import best_macro_f1_threshold, classification_metrics
 from moderation.ml.model import ARTIFACT_FORMAT, file_sha256, write_metadata
 from moderation.ml.pipeline import (
@@ -33,6 +34,7 @@ from moderation.ml.pipeline import (
     strip_for_storage,
     text_parts,
 )
+from moderation.ml.progress import Progress, silent
 
 ARTIFACT_NAME = "model.joblib"
 N_SPLITS = 5
@@ -65,15 +67,57 @@ def _fit_fold(pipeline, texts, labels, domains, train_idx, test_idx):
     return test_idx, model.predict_proba([texts[i] for i in test_idx])[:, 1]
 
 
+def _numbered(number: int, func: Callable, *args) -> tuple[int, Any]:
+    return number, func(*args)
+
+
+def _distil_in_worker() -> None:
+    distilled()  # cached in the worker process for the fits that follow; nothing to send back
+
+
+def _run_jobs(jobs: list[tuple[str, Callable, tuple]], n_jobs: int, say: Progress) -> list[Any]:
+    """Run (phase, function, arguments) jobs in a worker pool; return their results in job order.
+
+    Each finished job is reported as a step of its phase; a phase starts (at 0) when the one before it
+    is complete or its own first job finishes, whichever comes first.
+    """
+    phases = list(dict.fromkeys(phase for phase, _, _ in jobs))
+    totals = Counter(phase for phase, _, _ in jobs)
+    done: Counter[str] = Counter()
+    started: set[str] = set()
+
+    def start(phase: str) -> None:
+        if phase not in started:
+            started.add(phase)
+            say(phase, 0, totals[phase])
+
+    start(phases[0])
+    results: list[Any] = [None] * len(jobs)
+    for number, result in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_numbered)(number, func, *args) for number, (_, func, args) in enumerate(jobs)):
+        phase = jobs[number][0]
+        start(phase)
+        done[phase] += 1
+        say(phase, done[phase], totals[phase])
+        position = phases.index(phase)
+        if done[phase] == totals[phase] and position + 1 < len(phases):
+            start(phases[position + 1])
+        results[number] = result
+    return results
+
+
 def cross_fit(texts: list[str], labels: Sequence[int] | np.ndarray, groups: list[str], params: dict[str, Any],
               *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2, domains: list[str] | None = None,
-              final: bool = True) -> tuple[np.ndarray | None, int, Pipeline | None]:
+              final: bool = True, progress: Progress | None = None,
+              ) -> tuple[np.ndarray | None, int, Pipeline | None]:
     """Return (out-of-fold probabilities or None, folds used, pipeline fitted on all rows or None).
 
     Stratified grouped K-fold CV; with `final`, the fit on all rows runs in the same worker pool as the
     folds, beside them instead of after them: it goes first, as the longest job, and the folds fill in
     around it. Every row is scored as the served domain (see `DomainAdaptedLogisticRegression`).
+    `progress` hears of each finished fit, and of the sentence encoder's distillation.
     """
+    say = progress or silent
     labels = np.asarray(labels, dtype=int)
     folds = min(n_splits, len(set(groups)), int(np.bincount(labels, minlength=2).min()))
     pipeline = build_pipeline(params, seed=seed)
@@ -81,12 +125,23 @@ def cross_fit(texts: list[str], labels: Sequence[int] | np.ndarray, groups: list
     if folds >= 2:
         splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
                       .split(texts, labels, groups))
-    jobs = [delayed(fit_pipeline)(clone(pipeline), texts, labels, domains)] if final else []
-    jobs += [delayed(_fit_fold)(pipeline, texts, labels, domains, train_idx, test_idx)
+    phase = (f"fitting the final model and {len(splits)} folds" if final and splits
+             else "fitting the final model" if final else f"fitting {len(splits)} folds")
+    jobs = [(phase, fit_pipeline, (clone(pipeline), texts, labels, domains))] if final else []
+    jobs += [(phase, _fit_fold, (pipeline, texts, labels, domains, train_idx, test_idx))
              for train_idx, test_idx in splits]
     if len(texts) < SMALL_DATA_ROWS or len(jobs) < 2:
         n_jobs = 1  # worker start-up would cost more than the fits
-    results = Parallel(n_jobs=n_jobs)(jobs)
+    workers = min(effective_n_jobs(n_jobs), len(jobs))
+    if encoder_part(pipeline) is not None:
+        if workers == 1:
+            distilled(say)  # here, reported piece by piece; the fits below find it done
+        else:
+            # Every worker process distils the encoder at its first fit: as a first job of its own, one
+            # per worker, it shows as a phase instead of making the first fits look slow.
+            jobs[:0] = [("distilling the sentence encoder in each worker", _distil_in_worker, ())] * workers
+    results = _run_jobs(jobs, n_jobs, say)
+    results = [result for (job_phase, _, _), result in zip(jobs, results, strict=True) if job_phase == phase]
     fitted = results.pop(0) if final else None
     if not splits:
         return None, folds, fitted
@@ -98,10 +153,10 @@ def cross_fit(texts: list[str], labels: Sequence[int] | np.ndarray, groups: list
 
 def out_of_fold_scores(texts: list[str], labels, groups: list[str], params: dict[str, Any],
                        *, seed: int = 0, n_splits: int = N_SPLITS, n_jobs: int = 2,
-                       domains: list[str] | None = None):
+                       domains: list[str] | None = None, progress: Progress | None = None):
     """Return (out-of-fold probabilities, folds used) from stratified grouped K-fold CV (see `cross_fit`)."""
     oof, folds, _ = cross_fit(texts, labels, groups, params, seed=seed, n_splits=n_splits, n_jobs=n_jobs,
-                              domains=domains, final=False)
+                              domains=domains, final=False, progress=progress)
     return oof, folds
 
 
@@ -160,7 +215,7 @@ def train_and_save(
     domains: list[str] | None = None,
     seed: int = 0,
     sources: list[dict] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     params: dict[str, Any] | None = None,
 ) -> dict:
     """Fit on all rows, validate by grouped CV, choose thresholds, write the model folder.
@@ -168,7 +223,7 @@ def train_and_save(
     `domains` names each row's genre (default: all `SERVED_DOMAIN`); rows of other genres train
     through domain adaptation, and validation and routing thresholds are taken on the served rows.
     """
-    say = progress or (lambda message: None)
+    say = progress or silent
     labels = [int(y) for y in labels]
     _check_inputs(texts, labels, categories, groups, domains)
     texts = list(texts)
@@ -181,7 +236,7 @@ def train_and_save(
 
     say(f"cross-validating on {len(texts)} rows in {len(set(groups))} groups, "
         "and fitting the final model on all rows beside the folds")
-    oof, folds, pipeline = cross_fit(texts, y, groups, resolved, seed=seed, domains=domains)
+    oof, folds, pipeline = cross_fit(texts, y, groups, resolved, seed=seed, domains=domains, progress=say)
     # The service scores comments: its thresholds and headline figures come from the comment rows.
     domain_of = np.asarray(domains)
     served = served_rows(domain_of, y)

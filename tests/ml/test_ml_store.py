@@ -112,3 +112,61 @@ def test_export_writes_a_plain_folder_that_loads_as_the_shipped_model_would(stor
     with pytest.raises(ModelError, match="already exists"):
         store.export(version, out)
     assert load_model(out).version == version
+
+
+GERMEVAL = [{"path": "germeval2018.training.txt", "format": "germeval2018", "sha256": "0f88" * 16, "rows": 5009,
+             "offensive": 1688},
+            {"path": "GermEval21_TrainData.csv", "format": "germeval2021", "sha256": "4ffb" * 16, "rows": 3244,
+             "offensive": 1122}]
+BASE = [{"path": "base.jsonl", "format": "jsonl", "sha256": "ab12" * 16, "rows": 200, "offensive": 80}]
+DECISIONS = {"path": "database decisions", "rows": 240, "since": "2026-11-01T00:00:00+00:00"}
+CV = {"method": "stratified grouped 5-fold cross-validation, seed 0", "folds": 5, "rows": 3244,
+      "rows_from": "the comment rows", "at_decision_threshold": {"rows": 3244, "macro_f1": 0.6769}}
+RETRAIN_CV = {**CV, "rows": 390, "rows_from": "all rows", "at_decision_threshold": {"rows": 390, "macro_f1": 0.81}}
+HOLDOUT = {"excluded": True, "share": 0.2, "rule": "sha256(key)[:8] < share * 2**32"}
+GATE = {"metric": "macro_f1", "candidate": 0.86, "current": 0.62, "compared_with": "2026.12.06-c2b80d2",
+        "held_out_rows": 100, "held_out_decisions": 61, "compared_rows": 61,
+        "compared_on": "held-out decisions only (the serving model trained on the base slice)"}
+SHIPPED_CV = registry_module.Measurement(
+    0.6769, "cross-validation", "stratified grouped 5-fold cross-validation, seed 0", 3244, "the comment rows",
+    ({"name": "germeval2018.training.txt", "sha256": "0f88" * 16},
+     {"name": "GermEval21_TrainData.csv", "sha256": "4ffb" * 16}))
+RETRAINED_CV = registry_module.Measurement(
+    0.81, "cross-validation", "stratified grouped 5-fold cross-validation, seed 0", 390, "all rows",
+    ({"name": "base.jsonl", "sha256": "ab12" * 16}, {"name": "database decisions", "since": DECISIONS["since"]}))
+HELD_OUT = "held out by key hash (20% of labelled items), trained on by neither model"
+
+
+@pytest.mark.parametrize(("metadata", "expected"), [
+    pytest.param({"training_data": GERMEVAL, "validation": CV}, [SHIPPED_CV], id="trained: grouped CV"),
+    pytest.param({"training_data": GERMEVAL, "validation": {"skipped": "too little data for cross-validation"}}, [],
+                 id="too little data: no figure"),
+    pytest.param({"version": "old"}, [], id="metadata from before validation was recorded"),
+    pytest.param({"training_data": [*BASE, DECISIONS], "validation": RETRAIN_CV, "gate": GATE, "holdout": HOLDOUT,
+                  "held_out_metrics": {"rows": 61, "macro_f1": 0.86}}, [
+        registry_module.Measurement(
+            0.86, "held-out decisions", f"{HELD_OUT}; {GATE['compared_on']}", 61, "held-out decisions",
+            ({"name": "database decisions", "since": DECISIONS["since"]},),
+            {"version": "2026.12.06-c2b80d2", "macro_f1": 0.62}),
+        RETRAINED_CV], id="retrained over a model that saw the base slice: held-out decisions"),
+    pytest.param({"training_data": [*BASE, DECISIONS], "validation": RETRAIN_CV, "holdout": HOLDOUT,
+                  "gate": {**GATE, "compared_on": "held-out comments", "compared_rows": 80},
+                  "held_out_metrics": {"rows": 80, "macro_f1": 0.84}}, [
+        registry_module.Measurement(
+            0.84, "held-out slice", f"{HELD_OUT}; held-out comments", 80, "held-out comments",
+            RETRAINED_CV.data, {"version": "2026.12.06-c2b80d2", "macro_f1": 0.62}),
+        RETRAINED_CV], id="retrained over a retrained model: held-out comments"),
+])
+def test_each_figure_names_its_protocol_and_the_data_it_was_measured_on(metadata, expected):
+    assert registry_module.measurements(metadata) == expected
+
+
+def test_versions_carry_their_measurements(store, other_model):
+    other = store.add(other_model)
+    infos = {info.version: info for info in store.versions()}
+    shipped = infos[store.shipped_version()]
+    [figure] = shipped.measurements
+    assert (figure.protocol, figure.rows, figure.data) == ("cross-validation", 12, ({"name": "tiny"},))
+    assert figure.macro_f1 == load_model(store.shipped).metadata["validation"]["at_decision_threshold"]["macro_f1"]
+    assert [m.protocol for m in infos[other].measurements] == ["cross-validation"]
+    assert infos[other].measurements[0].data == ()  # trained without naming its data
