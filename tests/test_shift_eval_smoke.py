@@ -1,0 +1,121 @@
+"""benchmarks/shift_eval.py end to end on tiny corpora the test writes: the table's shape and its figures' range."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.german_corpus import friendly, toxic
+from tests.servers import ROOT
+
+CELLS = ["GE18 <- 21+GAHD", "GE21 <- 18+GAHD", "GAHD <- 18+21", "GE19 <- 18"]
+RECIPES = ["plain", "-encoder"]
+
+
+def _rows(tag: str, seed: int) -> list[tuple[str, int]]:
+    # A tag per corpus keeps the texts of different corpora apart (the script drops held-out rows that
+    # equal a training row); the generators reuse their phrases across seeds. Every seventh label is
+    # flipped, so that no figure is trivially perfect.
+    rows = ([(f"{t} ({tag} {i})", 0) for i, t in enumerate(friendly(45, seed=seed))]
+            + [(f"{t} ({tag} {i})", 1) for i, t in enumerate(toxic(30, seed=seed))])
+    return [(t, 1 - y if i % 7 == 3 else y) for i, (t, y) in enumerate(rows)]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Write the four corpora in their own formats, in the folder layout of ../shared/data."""
+    root = tmp_path_factory.mktemp("data")
+    for name in ("germeval2018", "germeval2021", "gahd", "germeval2019"):
+        (root / name).mkdir()
+    ge18 = _rows("Tweet", 1)
+    (root / "germeval2018" / "germeval2018.training.txt").write_text(
+        "".join(f"{t}\t{'OFFENSE' if y else 'OTHER'}\t{'INSULT' if y else 'OTHER'}\n" for t, y in ge18),
+        encoding="utf-8")
+    ge21 = _rows("Kommentar", 2)
+    (root / "germeval2021" / "GermEval21_TrainData.csv").write_text(
+        "comment_id,comment_text,Sub1_Toxic,Sub2_Engaging,Sub3_FactClaiming\r\n"
+        + "".join(f'{i},"{t}",{y},0,0\r\n' for i, (t, y) in enumerate(ge21)), encoding="utf-8")
+    gahd = _rows("Satz", 3)
+    lines = [f'g{i},"{t}",{y},R1,train,{f"g{i - 45}" if y and i - 45 < 30 else ""}\n' for i, (t, y) in enumerate(gahd)]
+    (root / "gahd" / "gahd_train_dev.csv").write_text(
+        "gahd_id,text,label,round,split,contrastive_gahd_id\n" + "".join(lines), encoding="utf-8")
+    # One GermEval 2019 tweet repeats a GermEval 2018 one: the 18 -> 19 cell must leave it out.
+    ge19 = [*_rows("Spaeter", 4), ge18[0]]
+    (root / "germeval2019" / "germeval2019_training_subtask12.txt").write_text(
+        "".join(f"{t}\t{'OFFENSE' if y else 'OTHER'}\tOTHER\n" for t, y in ge19), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    """Write a small functional suite of four categories."""
+    path = tmp_path_factory.mktemp("suite") / "cases.jsonl"
+    cases = [("threat", "Ich weiß, wo du wohnst, du Idiot.", 1), ("threat", "Pass bloß auf, du Trottel.", 1),
+             ("harmless", "Danke für den Bericht über die Radwege.", 0), ("harmless", "Wann ist die Sitzung?", 0),
+             ("dialect", "Des basst scho, danke für den Artikel.", 0), ("dialect", "Schleich di, du Depp.", 1),
+             ("disguised_insult", "Du I d i o t.", 1), ("disguised_insult", "Du Vollid1ot.", 1)]
+    path.write_text("".join(json.dumps({"id": f"{c}-{i}", "category": c, "text": t, "label": y},
+                                       ensure_ascii=False) + "\n" for i, (c, t, y) in enumerate(cases)),
+                    encoding="utf-8")
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/shift_eval.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _table_rows(stdout: str, names: list[str]) -> dict[str, list[list[float]]]:
+    rows: dict[str, list[list[float]]] = {name: [] for name in names}
+    for line in stdout.splitlines():
+        for name in names:
+            if line.startswith(name + " "):
+                rows[name].append([float(x) for x in re.findall(r"[-+]?\d+\.\d", line[20:])])
+    return rows
+
+
+def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, suite, tmp_path):
+    scores = tmp_path / "scores.json"
+    args = ["--data-dir", str(data_dir), "--suite", str(suite), "--json", str(scores), "--jobs", "1",
+            "--replicates", "50", *[f"--recipe={r}" for r in RECIPES]]
+    done = _run(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert all(cell in out.splitlines()[0] for cell in CELLS)
+    rows = _table_rows(out, RECIPES)
+    # Main table: plain has primary + 4 x (F1, AUC, auto) + suite; -encoder also its difference and se.
+    assert [len(r) for r in rows["plain"]] == [14, 5] and [len(r) for r in rows["-encoder"]] == [16, 5]
+    for name in RECIPES:
+        main, categories = rows[name]
+        figures = main[:1] + main[-13:]  # primary, then F1 / AUC / auto of each cell, then the suite's pass rate
+        assert all(0 <= x <= 100 for x in figures), main
+        assert 50 < figures[0] < 100 and min(figures[2:-1:3]) > 50  # AUCs above chance, not perfect
+        assert all(0 <= x <= 100 for x in categories), categories
+        assert categories[-1] == pytest.approx(sum(categories[:-1]) / 4, abs=0.06)  # mean of the 4 categories
+    assert "threat" in out and "disguise" in out and "harmless" in out
+    assert "se of the difference from plain: -encoder" in out
+    assert "GE19 <- 18 1;" in out  # the repeated tweet was left out
+    stored = json.loads(scores.read_text(encoding="utf-8"))
+    assert set(stored["recipes"]) == set(RECIPES)
+    cell = stored["recipes"]["plain"]["seeds"]["0"]["GE19 <- 18"]
+    assert len(cell["scores"]) == 75 and all(0 <= s <= 1 for s in cell["scores"])
+    assert stored["data"]["germeval2019"]["rows"] == 76
+
+    again = _run(*args, "--reuse")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 fits to run (10 reused)" in again.stderr
+    table = _run("--from-json", str(scores), "--replicates", "50")
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert table.stdout.split("\nfit time")[0] == out.split("\nfit time")[0]
+
+
+def test_shift_eval_refuses_a_missing_corpus_and_an_unknown_recipe(tmp_path, suite):
+    done = _run("--data-dir", str(tmp_path), "--suite", str(suite))
+    assert done.returncode == 2 and "germeval2018/germeval2018.training.txt" in done.stderr
+    done = _run("--recipe", "fancy", "--suite", str(suite))
+    assert done.returncode == 2 and "unknown recipe fancy" in done.stderr
+    assert not (tmp_path / "scores.json").exists()
