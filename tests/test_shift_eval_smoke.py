@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -64,6 +65,15 @@ def suite(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def shift_eval():
+    """Return benchmarks/shift_eval.py loaded as a module, to run its main() in this process."""
+    spec = importlib.util.spec_from_file_location("shift_eval", ROOT / "benchmarks" / "shift_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "benchmarks/shift_eval.py", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -78,20 +88,21 @@ def _table_rows(stdout: str, names: list[str]) -> dict[str, list[list[float]]]:
     return rows
 
 
-def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, suite, tmp_path):
+def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, suite, tmp_path, shift_eval, capsys):
     scores = tmp_path / "scores.json"
     args = ["--data-dir", str(data_dir), "--suite", str(suite), "--json", str(scores), "--jobs", "1",
-            "--replicates", "50", *[f"--recipe={r}" for r in RECIPES]]
+            "--replicates", "50", "--cv", *[f"--recipe={r}" for r in RECIPES]]
     done = _run(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert all(cell in out.splitlines()[0] for cell in CELLS)
     rows = _table_rows(out, RECIPES)
-    # Main table: plain has primary + 4 x (F1, AUC, auto) + suite; -encoder also its difference and se.
-    assert [len(r) for r in rows["plain"]] == [14, 5] and [len(r) for r in rows["-encoder"]] == [16, 5]
+    # Main table: plain has primary + 4 x (F1, AUC, auto) + suite + cv; -encoder also its difference and se.
+    assert [len(r) for r in rows["plain"]] == [15, 5] and [len(r) for r in rows["-encoder"]] == [17, 5]
     for name in RECIPES:
         main, categories = rows[name]
-        figures = main[:1] + main[-13:]  # primary, then F1 / AUC / auto of each cell, then the suite's pass rate
+        figures = main[:1] + main[-14:-1]  # primary, F1 / AUC / auto of each cell, the suite's pass rate
+        assert 50 < main[-1] <= 100  # within-corpus CV macro-F1
         assert all(0 <= x <= 100 for x in figures), main
         assert 50 < figures[0] < 100 and min(figures[2:-1:3]) > 50  # AUCs above chance, not perfect
         assert all(0 <= x <= 100 for x in categories), categories
@@ -101,21 +112,24 @@ def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, su
     assert "GE19 <- 18 1;" in out  # the repeated tweet was left out
     stored = json.loads(scores.read_text(encoding="utf-8"))
     assert set(stored["recipes"]) == set(RECIPES)
+    assert set(stored["recipes"]["plain"]["cv"]["0"]) == {"germeval2018", "germeval2021", "gahd"}
     cell = stored["recipes"]["plain"]["seeds"]["0"]["GE19 <- 18"]
     assert len(cell["scores"]) == 75 and all(0 <= s <= 1 for s in cell["scores"])
     assert stored["data"]["germeval2019"]["rows"] == 76
 
-    again = _run(*args, "--reuse")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 fits to run (10 reused)" in again.stderr
-    table = _run("--from-json", str(scores), "--replicates", "50")
-    assert table.returncode == 0, table.stderr[-3000:]
-    assert table.stdout.split("\nfit time")[0] == out.split("\nfit time")[0]
+    assert shift_eval.main([*args, "--reuse"]) == 0
+    assert "0 fits to run (10 reused)" in capsys.readouterr().err
+    assert shift_eval.main(["--from-json", str(scores), "--replicates", "50"]) == 0
+    assert capsys.readouterr().out.split("\nfit time")[0] == out.split("\nfit time")[0]
 
 
-def test_shift_eval_refuses_a_missing_corpus_and_an_unknown_recipe(tmp_path, suite):
-    done = _run("--data-dir", str(tmp_path), "--suite", str(suite))
-    assert done.returncode == 2 and "germeval2018/germeval2018.training.txt" in done.stderr
-    done = _run("--recipe", "fancy", "--suite", str(suite))
-    assert done.returncode == 2 and "unknown recipe fancy" in done.stderr
-    assert not (tmp_path / "scores.json").exists()
+@pytest.mark.parametrize(("args", "message"), [
+    (["--recipe", "fancy"], "unknown recipe fancy"),
+    ([], "germeval2018/germeval2018.training.txt"),
+])
+def test_shift_eval_refuses_a_missing_corpus_and_an_unknown_recipe(tmp_path, suite, shift_eval, capsys, args, message):
+    scores = tmp_path / "scores.json"
+    with pytest.raises(SystemExit) as info:
+        shift_eval.main(["--data-dir", str(tmp_path), "--suite", str(suite), "--json", str(scores), *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not scores.exists()
