@@ -89,7 +89,10 @@ CELLS = {  # name: (training corpora, held-out corpus)
 }
 SUITE = "suite"
 REPLICATES = 1000
-MARGIN: float | None = None  # points of the primary figure; set from the first measurement (docstring)
+# Points of the primary figure (docstring). Measured on 2026-12-07, seed 0, the rule fixed in commit ec79d4e before
+# the run: se of the difference current - plain 1.15 (of it 0.18 from the AUC half, 1.13 from the suite half);
+# 2 x 1.15 = 2.3, rounded up to 2.5. The suite's 27 or so cases per category make most of the noise.
+MARGIN: float | None = 2.5
 
 # Plain TF-IDF: word 1-2 and char 3-5 n-grams, lowercased only, logistic regression with balanced class
 # weights (so that 0.5 stays the balanced-error point, as for the current recipe); no NB scaling, style

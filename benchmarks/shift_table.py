@@ -55,12 +55,16 @@ def summarise(store: dict, names: list[str], *, replicates: int) -> dict[str, An
         }
     done = list(out["recipes"])
     if done:
-        samples = bootstrap_primary(cell_labels, cell_scores, suite["categories"], suite["labels"], suite_scores,
-                                    threshold, replicates=replicates, seed=0)
+        halves = bootstrap_primary(cell_labels, cell_scores, suite["categories"], suite["labels"], suite_scores,
+                                   threshold, replicates=replicates, seed=0, halves=True)
+        samples = {n: parts.sum(axis=1) for n, parts in halves.items()}
         reference = done[0]
         out["noise"] = {"replicates": replicates, "reference": reference,
                         "se": {n: float(samples[n].std(ddof=1)) for n in done},
-                        "diff_se": {n: float((samples[n] - samples[reference]).std(ddof=1)) for n in done[1:]}}
+                        "diff_se": {n: float((samples[n] - samples[reference]).std(ddof=1)) for n in done[1:]},
+                        # (AUC half, suite half) of the difference's noise
+                        "diff_se_halves": {n: [float(x) for x in (halves[n] - halves[reference]).std(axis=0, ddof=1)]
+                                           for n in done[1:]}}
     return out
 
 
@@ -105,8 +109,9 @@ def format_table(summary: dict, store: dict, *, margin: float | None) -> str:
               f"noise: paired bootstrap, {noise['replicates']} resamples of held-out rows (within class) and suite "
               "cases (within category); se of the primary figure: "
               + ", ".join(f"{n} {se:.2f}" for n, se in noise["se"].items())
-              + ("; se of the difference from " + reference + ": "
-                 + ", ".join(f"{n} {se:.2f}" for n, se in noise["diff_se"].items()) if noise["diff_se"] else ""),
+              + ("; se of the difference from " + reference + " (of it from the AUC half / the suite half): "
+                 + ", ".join(f"{n} {se:.2f} ({noise['diff_se_halves'][n][0]:.2f} / {noise['diff_se_halves'][n][1]:.2f})"
+                             for n, se in noise["diff_se"].items()) if noise["diff_se"] else ""),
               (f"decision rule: a recipe beats another when its primary figure is higher by more than {margin} points"
                if margin is not None else "decision rule: margin not fixed yet (2 x se of a difference, rounded up "
                "to the next half point)")]

@@ -108,7 +108,7 @@ def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, su
         assert all(0 <= x <= 100 for x in categories), categories
         assert categories[-1] == pytest.approx(sum(categories[:-1]) / 4, abs=0.06)  # mean of the 4 categories
     assert "threat" in out and "disguise" in out and "harmless" in out
-    assert "se of the difference from plain: -encoder" in out
+    assert re.search(r"se of the difference from plain \(.*\): -encoder \d+\.\d\d \(\d+\.\d\d / \d+\.\d\d\)", out)
     assert "GE19 <- 18 1;" in out  # the repeated tweet was left out
     stored = json.loads(scores.read_text(encoding="utf-8"))
     assert set(stored["recipes"]) == set(RECIPES)

@@ -85,7 +85,8 @@ def primary_figure(aucs: Sequence[float], pass_rates: Mapping[str, float] | Sequ
 
 def bootstrap_primary(cell_labels: Mapping[str, Any], cell_scores: Mapping[str, Mapping[str, Any]],
                       case_categories: Sequence[str], case_labels, suite_scores: Mapping[str, Any],
-                      threshold: float, *, replicates: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+                      threshold: float, *, replicates: int = 1000, seed: int = 0,
+                      halves: bool = False) -> dict[str, np.ndarray]:
     """Return each recipe's primary figure on `replicates` bootstrap resamples, the same resamples for every recipe.
 
     Each resample draws the toxic and the harmless rows of every held-out set with replacement (so
@@ -93,6 +94,8 @@ def bootstrap_primary(cell_labels: Mapping[str, Any], cell_scores: Mapping[str, 
     arrays of one row per held-out row (or one row per seed, rows in columns: figures are averaged over
     seeds). The spread of one recipe's figures is the noise of its primary figure; the spread of the
     difference between two recipes' figures, paired on the same resamples, is the noise of a comparison.
+    With `halves`, each resample gives the figure's two halves (50 x mean AUC, 50 x mean pass rate) in two
+    columns instead of their sum, to show where the noise comes from.
     """
     rng = np.random.default_rng(seed)
     case_labels = np.asarray(case_labels, dtype=int)
@@ -104,7 +107,7 @@ def bootstrap_primary(cell_labels: Mapping[str, Any], cell_scores: Mapping[str, 
               for recipe, cells in cell_scores.items()}
     passed = {recipe: (np.atleast_2d(np.asarray(suite_scores[recipe], dtype=float)) >= threshold) == case_labels
               for recipe in cell_scores}
-    out = {recipe: np.empty(replicates) for recipe in cell_scores}
+    out = {recipe: np.empty((replicates, 2)) for recipe in cell_scores}
     for b in range(replicates):
         draws = {cell: (rng.choice(pos, len(pos)), rng.choice(neg, len(neg))) for cell, (pos, neg) in by_class.items()}
         picks = [rng.choice(rows, len(rows)) for rows in by_category]
@@ -112,5 +115,5 @@ def bootstrap_primary(cell_labels: Mapping[str, Any], cell_scores: Mapping[str, 
             aucs = [np.mean([_auc(seed_scores[p], seed_scores[n]) for seed_scores in scores[recipe][cell]])
                     for cell, (p, n) in draws.items()]
             rates = [passed[recipe][:, rows].mean() for rows in picks]
-            out[recipe][b] = primary_figure(aucs, rates)
-    return out
+            out[recipe][b] = 50 * np.mean(aucs), 50 * np.mean(rates)
+    return out if halves else {recipe: parts.sum(axis=1) for recipe, parts in out.items()}

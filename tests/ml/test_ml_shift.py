@@ -79,6 +79,10 @@ def test_bootstrap_is_paired_reproducible_and_shrinks_with_rows():
     again = bootstrap_primary(labels, cells, cases, case_labels, suite, 0.5, replicates=200, seed=3)
     assert set(first) == {"a", "b"} and first["a"].shape == (200,)
     np.testing.assert_array_equal(first["a"], again["a"])
+    halves = bootstrap_primary(labels, cells, cases, case_labels, suite, 0.5, replicates=200, seed=3, halves=True)
+    assert halves["a"].shape == (200, 2)
+    np.testing.assert_allclose(halves["a"].sum(axis=1), first["a"])
+    assert 25 <= halves["a"][:, 0].min() <= halves["a"][:, 0].max() <= 50  # 50 x AUC, above chance here
     assert first["a"].std() > 0
     # A recipe compared with itself on the same resamples differs by exactly nothing.
     same = bootstrap_primary(labels, {"a": cells["a"], "c": cells["a"]}, cases, case_labels,
