@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/shift_eval.py --recipe all --cv                      # every recipe, with CV
     .venv/bin/python benchmarks/shift_eval.py --from-json a.json --from-json b.json  # table only, no fit
     .venv/bin/python benchmarks/shift_eval.py --list-recipes
+    .venv/bin/python benchmarks/shift_eval.py --model model                          # the suite on a stored model
 
 Rows are recipes: "current" is moderation/ml/pipeline.py DEFAULT_PARAMS, the others change it (RECIPES
 below). Each cell is one fit of the pipeline on all its training rows (train.fit_pipeline, no
@@ -64,12 +65,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from moderation.ml.data import read_dataset  # noqa: E402
-from moderation.ml.functional import read_cases  # noqa: E402
+from moderation.ml.functional import pass_rates, read_cases  # noqa: E402
 from moderation.ml.pipeline import DEFAULT_PARAMS, build_pipeline  # noqa: E402
 from moderation.ml.train import DECISION_THRESHOLD, fit_pipeline, out_of_fold_scores, resolve_params  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from shift_table import format_table, summarise  # noqa: E402
+from shift_table import format_pass_rates, format_table, summarise  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 DEFAULT_SUITE = ROOT / "benchmarks" / "functional" / "cases.jsonl"
@@ -267,6 +268,21 @@ def merge(paths: list[Path]) -> dict:
     return store
 
 
+def _suite_on_models(model_dirs: list[Path], suite_path: Path) -> int:
+    from moderation.ml import load_model
+
+    cases = read_cases(suite_path)
+    rates = {}
+    for model_dir in model_dirs:
+        model = load_model(model_dir)
+        scores = model.predict_proba([c.text for c in cases])
+        rates[model.version] = pass_rates(cases, scores, model.decision_threshold)
+    print(f"suite: share of cases passed per category ({suite_path.name}, {len(cases)} cases), "
+          "each model at its own decision threshold")
+    print(format_pass_rates(rates))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the shift evaluation for the chosen recipes and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -282,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-json", type=Path, action="append", help="print the table from stored scores only")
     parser.add_argument("--replicates", type=int, default=REPLICATES, help="bootstrap resamples")
     parser.add_argument("--list-recipes", action="store_true")
+    parser.add_argument("--model", type=Path, action="append",
+                        help="score only the suite with a stored model folder, at its decision threshold (repeatable)")
     args = parser.parse_args(argv)
+    if args.model:
+        return _suite_on_models(args.model, args.suite)
     if args.list_recipes:
         for name, change in RECIPES.items():
             print(f"{name:20s} {change or 'DEFAULT_PARAMS of moderation/ml/pipeline.py'}")

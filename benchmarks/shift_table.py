@@ -72,6 +72,18 @@ def _pct(value: float | None, width: int = 6) -> str:
     return f"{100 * value:{width}.1f}" if value is not None else " " * (width - 1) + "-"
 
 
+def format_pass_rates(rates: dict[str, dict[str, float]]) -> str:
+    """Return one row per model of its pass rate per suite category and their mean."""
+    categories = [c for c in SUITE_CATEGORIES if c in next(iter(rates.values()))]
+    head = f"{'':<{NAME_WIDTH}}" + "".join(f"{SHORT.get(c, c[:8]):>9}" for c in categories) + f"{'mean':>9}"
+    lines = [head, "-" * len(head)]
+    for name, by_category in rates.items():
+        mean = float(np.mean([by_category[c] for c in categories]))
+        lines.append(f"{name[:NAME_WIDTH - 1]:<{NAME_WIDTH}}" + "".join(_pct(by_category[c], 9) for c in categories)
+                     + _pct(mean, 9))
+    return "\n".join(lines)
+
+
 def format_table(summary: dict, store: dict, *, margin: float | None) -> str:
     """Return the table: one row per recipe, the shift cells, the suite, then pass rates per category."""
     recipes, cells = summary["recipes"], summary["cells"]
@@ -96,13 +108,8 @@ def format_table(summary: dict, store: dict, *, margin: float | None) -> str:
                        f"{_pct(r['cells'][c]['approvable'])} |" for c in cells)
         row += _pct(r["suite_mean"], 7) + (_pct(r["cv"], 7) if has_cv else "")
         lines.append(row)
-    categories = [c for c in SUITE_CATEGORIES if c in next(iter(recipes.values()))["categories"]]
     lines += ["", "suite: share of cases passed per category (trained on GE18+GE21+GAHD)",
-              f"{'':<{NAME_WIDTH}}" + "".join(f"{SHORT.get(c, c[:8]):>9}" for c in categories) + f"{'mean':>9}"]
-    lines.append("-" * len(lines[-1]))
-    for name, r in recipes.items():
-        lines.append(f"{name[:NAME_WIDTH - 1]:<{NAME_WIDTH}}" + "".join(_pct(r["categories"][c], 9) for c in categories)
-                     + _pct(r["suite_mean"], 9))
+              format_pass_rates({name: r["categories"] for name, r in recipes.items()})]
     seeds = sorted({s for r in recipes.values() for s in r["seeds"]})
     lines += ["", f"primary = 50 x mean AUC of the {len(cells)} shift cells + 50 x mean suite pass rate per category; "
               f"F1, AUC, auto, pass x 100; threshold {summary['threshold']}; seeds {seeds}",

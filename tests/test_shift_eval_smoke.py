@@ -133,3 +133,18 @@ def test_shift_eval_refuses_a_missing_corpus_and_an_unknown_recipe(tmp_path, sui
         shift_eval.main(["--data-dir", str(tmp_path), "--suite", str(suite), "--json", str(scores), *args])
     assert info.value.code == 2 and message in capsys.readouterr().err
     assert not scores.exists()
+
+
+def test_shift_eval_scores_the_suite_on_a_stored_model(tmp_path, suite, shift_eval, capsys):
+    from moderation.ml import train_and_save
+
+    rows = _rows("Modell", 5)
+    # Without the sentence encoder: distilling it would cost most of this test's time.
+    metadata = train_and_save([t for t, _ in rows], [y for _, y in rows], tmp_path / "model", seed=0,
+                              params={"encoder_weight": None})
+    assert shift_eval.main(["--model", str(tmp_path / "model"), "--suite", str(suite)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(metadata["version"]))
+    rates = [float(x) for x in re.findall(r"\d+\.\d", row[20:])]
+    assert len(rates) == 5 and all(0 <= x <= 100 for x in rates)  # four categories and their mean
+    assert rates[-1] == pytest.approx(sum(rates[:4]) / 4, abs=0.06)
