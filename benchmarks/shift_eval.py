@@ -23,7 +23,9 @@ AUC = ROC-AUC, auto = the share of comments publishable at a 2 % leak at a 10 % 
 (moderation.ml.shift.approvable_share). All x 100. Held-out rows equal to a training row of the cell
 (lowercased, punctuation dropped) are left out and counted. With --cv, "cv" is the mean within-corpus
 grouped 5-fold CV macro-F1 over the three corpora (secondary, slow). The scores of every cell go to a
-JSON file (--json), so later analysis needs no refit; --reuse takes cells already there.
+JSON file (--json), so later analysis needs no refit; --reuse takes cells already there for the same
+recipe parameters, data, suite and threshold (it cannot see a code change that alters what a recipe
+computes: after one, write a new file).
 
 Decision rule, fixed before any recipe was compared:
 - Primary figure = 50 x the mean ROC-AUC over the four shift cells + 50 x the suite's mean per-category
