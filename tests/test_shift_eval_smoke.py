@@ -148,3 +148,20 @@ def test_shift_eval_scores_the_suite_on_a_stored_model(tmp_path, suite, shift_ev
     rates = [float(x) for x in re.findall(r"\d+\.\d", row[20:])]
     assert len(rates) == 5 and all(0 <= x <= 100 for x in rates)  # four categories and their mean
     assert rates[-1] == pytest.approx(sum(rates[:4]) / 4, abs=0.06)
+
+
+def test_a_recipe_may_rename_domains_before_fitting(data_dir, suite, shift_eval, monkeypatch):
+    corpora, cases, header = shift_eval.load_inputs(data_dir, suite)
+    seen = {}
+
+    def fake_fit(params, seed, texts, labels, domains, held_out):
+        seen.update(params=params, domains=set(domains), rows=len(texts), held_out=len(held_out))
+        return [0.5] * len(held_out), 0.0
+
+    monkeypatch.setattr(shift_eval, "_fit_and_score", fake_fit)
+    monkeypatch.setitem(shift_eval.RECIPES, "renamed", {"C": 2.0, "domain_of": {"gahd": "comment"}})
+    recipe, seed, cell, result = shift_eval._job("renamed", 0, "GE21 <- 18+GAHD", corpora, cases, header)
+    assert (recipe, seed, cell) == ("renamed", 0, "GE21 <- 18+GAHD")
+    assert seen == {"params": {"C": 2.0}, "domains": {"tweet", "comment"}, "rows": 150, "held_out": 75}
+    shift_eval._job("current", 0, "GE21 <- 18+GAHD", corpora, cases, header)
+    assert seen["domains"] == {"tweet", "gahd"} and seen["params"] == {}
