@@ -16,9 +16,8 @@ scores any text:
 - GE19 <- 18: train on GermEval 2018 alone, score GermEval 2019 (a later period, other accounts; our
   copy states no licence, so it is never trained on).
 - suite: train on all three corpora, as the shipped model is to be (GAHD joins its training data), and
-  score the functional suite
-  (benchmarks/functional/cases.jsonl): the share of cases passed per category, where a case passes
-  when (score >= decision threshold) == its label.
+  score the functional suite (benchmarks/functional/cases.jsonl): the share of cases passed per
+  category, where a case passes when (score >= decision threshold) == its label.
 Per shift cell: F1 = GermEval's macro-F1 at the decision threshold (train.DECISION_THRESHOLD),
 AUC = ROC-AUC, auto = the share of comments publishable at a 2 % leak at a 10 % toxic rate
 (moderation.ml.shift.approvable_share). All x 100. Held-out rows equal to a training row of the cell
@@ -31,10 +30,9 @@ computes: after one, write a new file).
 Decision rule, fixed before any recipe was compared:
 - Primary figure = 50 x the mean ROC-AUC over the four shift cells + 50 x the suite's mean per-category
   pass rate, in points (0-100; a constant score gets about 51: 25 for AUC 0.5, 26 for passing the
-  publishable categories). The AUC half
-  asks whether the ranking carries over to text of another source; it needs no threshold, which a site
-  recalibrates anyway (issue 19), and it is comparable across held-out sets with different toxic
-  rates. The suite half asks whether the verdict at the shipped threshold is right on the behaviours a
+  publishable categories). The AUC half asks whether the ranking carries over to text of another
+  source; it needs no threshold, which a site recalibrates anyway (issue 19), and it is comparable
+  across held-out sets with different toxic rates. The suite half asks whether the verdict at the shipped threshold is right on the behaviours a
   newsroom cares about, every category weighted alike whatever its number of cases.
 - A recipe beats another only when its primary figure is higher by more than MARGIN points. MARGIN is
   twice the standard error of the difference between two recipes' primary figures, from a paired
