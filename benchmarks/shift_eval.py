@@ -32,8 +32,9 @@ Decision rule, fixed before any recipe was compared:
   pass rate, in points (0-100; a constant score gets about 51: 25 for AUC 0.5, 26 for passing the
   publishable categories). The AUC half asks whether the ranking carries over to text of another
   source; it needs no threshold, which a site recalibrates anyway (issue 19), and it is comparable
-  across held-out sets with different toxic rates. The suite half asks whether the verdict at the shipped threshold is right on the behaviours a
-  newsroom cares about, every category weighted alike whatever its number of cases.
+  across held-out sets with different toxic rates. The suite half asks whether the verdict at the
+  shipped threshold is right on the behaviours a newsroom cares about, every category weighted alike
+  whatever its number of cases.
 - A recipe beats another only when its primary figure is higher by more than MARGIN points. MARGIN is
   twice the standard error of the difference between two recipes' primary figures, from a paired
   bootstrap (REPLICATES resamples of every held-out set's rows within class and of the suite's cases
