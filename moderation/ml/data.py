@@ -1,4 +1,4 @@
-"""Read labelled comments: GermEval 2018 TSV, GermEval 2021 CSV, generic CSV or JSON lines.
+"""Read labelled comments: GermEval 2018 TSV, GermEval 2021 CSV, GAHD CSV, generic CSV or JSON lines.
 
 Every row gets a group key for grouped cross-validation, so that near-duplicate rows never
 sit on both sides of a split:
@@ -7,11 +7,20 @@ sit on both sides of a split:
 - GermEval 2021: blocks of 50 consecutive `comment_id`s. The file is ordered by discussion
   (comments under the same show post are adjacent) and user names are anonymised to @USER,
   so id blocks are the closest available stand-in for threads.
+- GAHD: each connected set of rows linked by `contrastive_gahd_id` (a sentence and its harmless
+  rewrite, followed along chains, also through a partner in another split that is not in the file)
+  is one group, so no split separates a pair; a row without a partner is its own group.
 - Generic files: a `group` column/key when present, else as for GermEval 2018.
 
 Every row also gets a domain (its genre) for domain adaptation (`DomainAdaptedLogisticRegression`):
-GermEval 2018 rows are tweets, GermEval 2021 rows comments, generic rows their `domain` column/key
-or else comments, the genre the service scores.
+GermEval 2018 rows are tweets, GermEval 2021 rows comments, GAHD rows "gahd", generic rows their
+`domain` column/key or else comments, the genre the service scores. GAHD's sentences were written by
+annotators to fool hate-speech models (many with a harmless twin that differs by a word or two), not
+posted under an article: its base rate, length and phrasing are its own, so its quirks belong in a
+block of their own rather than in the comment weights the service keeps.
+
+GermEval 2019 keeps the GermEval 2018 format and is read by the same reader; our copy states no
+licence, so it is for validation only (benchmarks/shift_eval.py), never for a shipped model.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from moderation.ml.pipeline import SERVED_DOMAIN
 CATEGORIES = ("insult", "abuse", "profanity")
 GERMEVAL2021_BLOCK = 50
 TWEET = "tweet"
+GAHD = "gahd"
+_GAHD_COLUMNS = ("gahd_id", "text", "label", "contrastive_gahd_id")
 _DOMAIN_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 _MENTION_RE = re.compile(r"(?<![\w@])@(\w+)")
@@ -48,7 +59,7 @@ class Dataset:
     labels: list[int] = field(default_factory=list)
     categories: list[str | None] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
-    # Each row's genre: "tweet" (GermEval 2018) or SERVED_DOMAIN, "comment" (everything else).
+    # Each row's genre: "tweet" (GermEval 2018), "gahd" (GAHD) or SERVED_DOMAIN, "comment" (the rest).
     domains: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
 
@@ -145,6 +156,51 @@ def read_germeval2021(path: Path) -> Dataset:
     return data
 
 
+def _connected_sets(links: dict[str, str]) -> dict[str, str]:
+    """Map every id to the smallest id of its connected set, given each id's one link (or "")."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for node, other in links.items():
+        a, b = root(node), root(other or node)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {node: root(node) for node in links}
+
+
+def read_gahd(path: Path) -> Dataset:
+    """Read GAHD's CSV (gahd_id, text, label, contrastive_gahd_id), grouping contrastive pairs."""
+    data = Dataset()
+    links: dict[str, str] = {}
+    for line_no, header, row in _read_csv_rows(path):
+        missing = [name for name in _GAHD_COLUMNS if name not in header]
+        if missing:
+            raise DataError(f"{path}:1: GAHD header lacks {', '.join(missing)}, has {header}")
+        where = f"{path}:{line_no}"
+        gahd_id = row["gahd_id"].strip()
+        if not gahd_id:
+            raise DataError(f"{where}: empty gahd_id")
+        if gahd_id in links:
+            raise DataError(f"{where}: gahd_id {gahd_id!r} occurs twice")
+        label = row["label"].strip()
+        if label not in ("0", "1"):
+            raise DataError(f"{where}: label {label!r} is not 0 or 1")
+        links[gahd_id] = row["contrastive_gahd_id"].strip()
+        data.texts.append(row["text"])
+        data.labels.append(int(label))
+        data.categories.append(None)
+    roots = _connected_sets(links)
+    data.groups = [f"set:{roots[gahd_id]}" for gahd_id in links]
+    data.domains = [GAHD] * len(data.texts)
+    return data
+
+
 def _generic_row(data: Dataset, row: dict, where: str, fallback_group: str) -> None:
     if not isinstance(row, dict) or "text" not in row or "label" not in row:
         raise DataError(f"{where}: needs 'text' and 'label'")
@@ -200,11 +256,13 @@ def detect_format(path: Path) -> str:
     if first.lstrip().startswith("{"):
         return "jsonl"
     if suffix == ".csv" or "," in first and "\t" not in first:
+        if "gahd_id" in first:
+            return "gahd"
         return "germeval2021" if "Sub1_Toxic" in first else "csv"
     return "germeval2018"
 
 
-_READERS = {"germeval2018": read_germeval2018, "germeval2021": read_germeval2021,
+_READERS = {"germeval2018": read_germeval2018, "germeval2021": read_germeval2021, "gahd": read_gahd,
             "csv": read_generic_csv, "jsonl": read_jsonl}
 
 
@@ -224,7 +282,7 @@ def read_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
         raise DataError(f"{path}: no rows")
     # Group keys are per file, so two files never share a group by accident.
     data.groups = [f"{path.name}:{g}" for g in data.groups]
-    if not data.domains:  # generic files say it per row; the GermEval files are one genre each
+    if not data.domains:  # generic and GAHD files say it per row; the GermEval files are one genre each
         data.domains = [TWEET if fmt == "germeval2018" else SERVED_DOMAIN] * len(data.texts)
     data.sources = [{"path": path.name, "format": fmt, "sha256": file_sha256(path),
                      "rows": len(data.texts), "offensive": sum(data.labels)}]
