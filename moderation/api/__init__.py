@@ -6,12 +6,13 @@ from flask import Flask, request
 from flask_smorest import Api, abort
 from werkzeug.routing import UnicodeConverter
 
-from moderation.api import comments, coral, desk, health, perspective, privacy, queue, scoring
+from moderation.api import comments, coral, decisions, desk, health, perspective, privacy, queue, scoring
 from moderation.api.errors import register_error_handlers
 from moderation.api.schemas import ErrorSchema
 from moderation.text import ARTICLE_ID
 
-BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, desk.blp, privacy.blp, coral.blp, perspective.blp)
+BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, decisions.blp, desk.blp, privacy.blp, coral.blp,
+              perspective.blp)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 OPENAPI_CONFIG = {

@@ -8,7 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
-from moderation.models import APPROVED, PENDING, REJECTED, STATUSES, Comment, ModerationAction
+from moderation.models import APPROVED, PENDING, REJECTED, STATUSES, Article, Comment, ModerationAction
 
 
 def audit_trail(
@@ -40,12 +40,13 @@ def _first_routing():
     )
 
 
-def queue_sizes(session: Session) -> dict[str, int]:
-    """Return how many comments wait in each queue."""
+def queue_sizes(session: Session, article_id: str | None = None) -> dict[str, int]:
+    """Return how many comments wait in each queue, of one article (the site's id) if given."""
     sizes = {"pending": 0, "reported": 0}
-    for reported, count in session.execute(
-        select(Comment.reported, func.count()).where(Comment.status == PENDING).group_by(Comment.reported)
-    ):
+    query = select(Comment.reported, func.count()).where(Comment.status == PENDING)
+    if article_id is not None:
+        query = query.join(Article).where(Article.external_id == article_id)
+    for reported, count in session.execute(query.group_by(Comment.reported)):
         sizes["reported" if reported else "pending"] = count
     return sizes
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
@@ -25,6 +26,12 @@ REASONS = {
     "author_banned": "Autor gesperrt",
     "reported": "Gemeldet",
 }
+# Shown instead of "Modell unsicher" for a comment the score does not hold: it waits because the approve
+# threshold was 0 (nothing is published automatically) or lower when it arrived.
+NOT_AUTOMATED = "Keine automatische Freigabe"
+SCORE_REASONS = ("toxicity_uncertain",)
+# German month abbreviations as in "7. Dez. 2026" (the CLDR forms).
+MONTHS = ("Jan.", "Feb.", "März", "Apr.", "Mai", "Juni", "Juli", "Aug.", "Sept.", "Okt.", "Nov.", "Dez.")
 REPORT_REASONS = {
     "insult": "Beleidigung", "spam": "Spam", "off_topic": "Themenfremd",
     "misinformation": "Falschinformation", "other": "Sonstiges",
@@ -39,16 +46,42 @@ def label(mapping: dict[str, str], code: str | None) -> str:
     return mapping.get(code, code)
 
 
-def percent(value: float | None, digits: int = 0) -> str:
-    """Format a fraction as a German percentage ("12,5 %"); "–" when there is nothing to show."""
+def percent(value: float | None, digits: int = 1) -> str:
+    """Format a fraction as a German percentage ("99,7 %"); "–" when there is nothing to show.
+
+    Only 0 and 1 themselves read as 0 % and 100 %: a score of 0.99996 is not a certainty.
+    """
     if value is None:
         return "–"
-    return f"{value * 100:.{digits}f}".replace(".", ",") + " %"
+    step = 10.0 ** -digits
+    shown = round(value * 100, digits)
+    if value < 1 and shown >= 100:
+        shown = 100 - step
+    elif value > 0 and shown <= 0:
+        shown = step
+    return f"{shown:.{digits}f}".replace(".", ",") + " %"
 
 
-def local_time(when: datetime | None) -> str:
-    """Format a UTC time for moderators ("07.05.2026 14:03 UTC")."""
-    return f"{when:%d.%m.%Y %H:%M} UTC" if when else "–"
+def local_time(when: datetime | None, zone: ZoneInfo) -> str:
+    """Format a UTC time in the newsroom's zone, the German way ("7. Dez. 2026, 09:41")."""
+    if when is None:
+        return "–"
+    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(zone)
+    return f"{local.day}. {MONTHS[local.month - 1]} {local.year}, {local:%H:%M}"
+
+
+def reason_labels(codes: Iterable[str], toxicity: float, thresholds: Thresholds) -> list[str]:
+    """Return the German labels of why a comment waits; "Modell unsicher" only where the score holds it.
+
+    A score below the approve threshold in force, or any score under a threshold of 0, held nothing by
+    itself: the label goes, or says that nothing was published automatically if it was the only reason.
+    """
+    codes = list(codes)
+    held_by_score = thresholds.approve > 0 and toxicity >= thresholds.approve
+    labels = [label(REASONS, code) for code in codes if code not in SCORE_REASONS or held_by_score]
+    if not labels and codes:
+        labels.append(NOT_AUTOMATED)
+    return labels
 
 
 def highlighted(text: str, highlights: Iterable[Highlight]) -> Markup:
