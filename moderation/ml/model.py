@@ -97,8 +97,10 @@ class LoadedModel:
     def score(self, text: str, *, explain: bool = True, above: float | None = None) -> Score:
         """Score one comment on the fast path, optionally with highlighted spans.
 
-        With `above` (a held comment's approve threshold), the spans are only the words that carried
-        the score over it: none when the score is below it or would stay above it without any word.
+        With `above` (the approve threshold a held comment crossed), the spans explain why it is held:
+        the fewest strongest words without which its score would fall below `above`. Where no word was
+        needed for that (a threshold of 0, or the comment as a whole keeps it above), the fewest without
+        which the model would no longer call it offensive. None for a score below `above`.
         """
         if not explain:
             toxicity, hits = self._fast.classify(text)
@@ -106,7 +108,13 @@ class LoadedModel:
             return Score(toxicity, offensive, self._category(offensive, hits), ())
         toxicity, hits, spans = self._fast.explain(text)
         offensive = toxicity >= self.decision_threshold
-        chosen = _highlights(text, spans) if above is None else _crossing(text, spans, toxicity, above)
+        if above is None:
+            chosen = _highlights(text, spans)
+        elif toxicity < above:
+            chosen = ()
+        else:
+            chosen = _crossing(text, spans, toxicity, above) or _crossing(text, spans, toxicity,
+                                                                          self.decision_threshold)
         return Score(toxicity, offensive, self._category(offensive, hits), chosen)
 
     def score_many(self, texts: list[str], *, explain: bool = True) -> list[Score]:
@@ -138,7 +146,7 @@ def _crossing(text: str, spans: list[tuple[int, int, float]], toxicity: float,
     """Return the fewest, strongest words without which the score would fall below `threshold`.
 
     Word weights add up to part of the logit (style and encoder belong to no word), so a comment whose
-    logit minus all its positive words still reaches the threshold was not put there by any word.
+    logit minus all its positive words still reaches the threshold was not put there by any word: none.
     """
     if threshold <= 0.0 or toxicity < threshold:
         return ()

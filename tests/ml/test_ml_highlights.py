@@ -42,26 +42,51 @@ def test_highlights_are_the_fewest_strongest_words_that_cross_the_threshold(tiny
         assert text[h.start:h.end] == h.text and h.weight > 0
 
 
-@pytest.mark.parametrize("case", ["below", "zero_threshold", "words_not_needed"])
-def test_no_highlights_where_no_word_pushed_the_score_over(tiny_model, case):
+def crossing_weights(model, text: str, threshold: float) -> list[float]:
+    """The weights of the fewest strongest words without which the score falls below `threshold`."""
+    toxicity = model.score(text).toxicity
+    if threshold <= 0 or toxicity < threshold:
+        return []
+    margin = logit(toxicity) - logit(threshold)
+    chosen, removed = [], 0.0
+    for weight in sorted((w for w in word_weights(model, text).values() if w > 0), reverse=True):
+        if removed > margin:
+            break
+        chosen.append(weight)
+        removed += weight
+    return chosen if removed > margin else []
+
+
+def test_below_the_threshold_nothing_is_highlighted(tiny_model):
     text = "Du bist ein Idiot"
     toxicity = tiny_model.score(text).toxicity
+    assert tiny_model.score(text).highlights, "the unconditioned highlights are not empty"
+    assert tiny_model.score(text, above=min(0.999, toxicity + 0.05)).highlights == ()
+
+
+@pytest.mark.parametrize("case", ["zero_threshold", "words_not_needed"])
+def test_where_no_word_carried_it_over_the_words_that_make_it_offensive_are_shown(tiny_model, case):
+    text = "Du bist ein Idiot"
+    toxicity = tiny_model.score(text).toxicity
+    assert toxicity >= tiny_model.decision_threshold
     positive = sum(w for w in word_weights(tiny_model, text).values() if w > 0)
     threshold = {
-        "below": min(0.999, toxicity + 0.05),
         # An approve threshold of 0 publishes nothing: the comment waits whatever its words.
         "zero_threshold": 0.0,
         # Still above the threshold with every positive word removed: the words did not put it there.
         "words_not_needed": 1 / (1 + math.exp(-(logit(toxicity) - positive - 0.5))),
     }[case]
-    assert tiny_model.score(text).highlights, "the unconditioned highlights are not empty"
-    assert tiny_model.score(text, above=threshold).highlights == ()
+    shown = sorted((h.weight for h in tiny_model.score(text, above=threshold).highlights), reverse=True)
+    expected = crossing_weights(tiny_model, text, tiny_model.decision_threshold)
+    assert expected and shown == pytest.approx(expected, abs=1e-3)
 
 
-def test_friendly_comments_show_no_highlights_at_any_threshold(tiny_model):
+def test_harmless_comments_show_no_highlights_at_any_threshold(tiny_model):
     for text in ["Danke für den guten Artikel", "Wann kommt die nächste Folge?", *random_texts(30, seed=5)]:
         toxicity = tiny_model.score(text).toxicity
         for threshold in (0.0, 0.05, toxicity, 0.5):
-            for h in tiny_model.score(text, above=threshold).highlights:
-                # Whatever is shown is needed to stay at or above the threshold.
-                assert toxicity >= threshold > 0 and h.weight > 0
+            shown = tiny_model.score(text, above=threshold).highlights
+            if toxicity < tiny_model.decision_threshold and crossing_weights(tiny_model, text, threshold) == []:
+                assert shown == ()
+            for h in shown:
+                assert toxicity >= threshold and h.weight > 0
