@@ -63,6 +63,16 @@ def _count(raw: str) -> int:
     return value
 
 
+def _timezone(raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as Europe/Berlin or UTC") from None
+    return raw
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if not value >= 0:  # also refuses nan
@@ -107,6 +117,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEMO", _bool, False,
             "`1` serves the demo article under /demo/ (articles whose id starts with `demo-` only); "
             "refused in production: anyone can write comments there."),
+    Setting("TIMEZONE", _timezone, "Europe/Berlin",
+            "The newsroom's IANA time zone: every page shows times in it (the API keeps ISO 8601 in UTC). "
+            "An unknown zone refuses to start."),
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
@@ -236,3 +249,7 @@ def finalize(config: dict[str, Any]) -> None:
             f"{PREFIX}APPROVE_THRESHOLD ({approve}) must not be above {PREFIX}REJECT_THRESHOLD ({reject})"
         )
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
+    try:  # also when given directly (tests, create_app(config)), not only through the environment
+        config["TIMEZONE"] = _timezone(str(config.get("TIMEZONE") or "Europe/Berlin"))
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}TIMEZONE={config.get('TIMEZONE')!r} is invalid: {exc}") from None

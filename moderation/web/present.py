@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 
 from moderation.ml import Highlight, LoadedModel
 from moderation.models import Comment
+from moderation.services.decisions import REVERSAL, DecisionEntry
 from moderation.services.queue import QueueItem
 from moderation.services.routing import Thresholds
 
@@ -37,6 +38,8 @@ REPORT_REASONS = {
     "misinformation": "Falschinformation", "other": "Sonstiges",
 }
 STATUSES = {"approved": "freigegeben", "pending": "wartet", "rejected": "abgelehnt"}
+ACTIONS = {"moderator_approve": "Freigegeben", "moderator_reject": "Abgelehnt", REVERSAL: "Zurückgenommen",
+           "author_erased": "Autor gelöscht"}
 
 
 def label(mapping: dict[str, str], code: str | None) -> str:
@@ -105,7 +108,10 @@ class QueueEntry:
 
     comment: Comment
     article_id: str
+    article_title: str | None
+    article_url: str | None
     created: str
+    created_iso: str
     text: Markup
     toxicity: str
     toxicity_width: int
@@ -120,34 +126,100 @@ class QueueEntry:
     claimed_by: str | None
 
 
+def iso(when: datetime | None) -> str:
+    """Return a stored time as ISO 8601 in UTC, for a <time datetime> attribute."""
+    if when is None:
+        return ""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
 def queue_entries(
-    items: Sequence[QueueItem], model: LoadedModel, thresholds: Thresholds, now: datetime
+    items: Sequence[QueueItem], model: LoadedModel, thresholds: Thresholds, now: datetime, zone: ZoneInfo
 ) -> list[QueueEntry]:
-    """Prepare queue items for display, highlighting with the serving model."""
+    """Prepare queue items for display, highlighting with the serving model what held each comment."""
     entries = []
     for item in items:
         comment = item.comment
         live_claim = comment.claimed_until is not None and comment.claimed_until > now
+        article = comment.article
         entries.append(QueueEntry(
             comment=comment,
             article_id=comment.article_external_id,
-            created=local_time(comment.created_at),
-            text=highlighted(comment.text, model.score(comment.text).highlights),
+            article_title=article.title,
+            article_url=article.url,
+            created=local_time(comment.created_at, zone),
+            created_iso=iso(comment.created_at),
+            text=highlighted(comment.text, model.score(comment.text, above=thresholds.approve).highlights),
             toxicity=percent(comment.toxicity),
             toxicity_width=max(1, round(comment.toxicity * 100)),
             level=("high" if comment.toxicity >= thresholds.reject
                    else "mid" if comment.toxicity >= thresholds.approve else "low"),
             category=label(CATEGORIES, comment.category) if comment.category else "",
-            reasons=[label(REASONS, code) for code in comment.reasons],
+            reasons=reason_labels(comment.reasons, comment.toxicity, thresholds),
             report_reasons=sorted(((label(REPORT_REASONS, r), n) for r, n in item.report_reasons.items()),
                                   key=lambda pair: -pair[1]),
             approved=item.history.approved,
             rejected=item.history.rejected,
             banned=item.history.banned,
-            ban_until=local_time(item.history.ban_until) if item.history.ban_until else None,
+            ban_until=local_time(item.history.ban_until, zone) if item.history.ban_until else None,
             claimed_by=comment.claimed_by if live_claim else None,
         ))
     return entries
+
+
+@dataclass(frozen=True)
+class DecidedEntry:
+    """One row of the "Entschieden" tab."""
+
+    action_id: int
+    comment: Comment
+    article_id: str
+    article_title: str | None
+    article_url: str | None
+    moderator: str
+    when: str
+    when_iso: str
+    what: str
+    change: str
+    note: str | None
+    reverses: int | None
+    reversed_by: int | None
+    may_reverse: bool
+
+
+def _reason(note: str | None, reverses: int | None) -> str | None:
+    """The moderator's own words of an audit note (a reversal's note starts with what it reverses)."""
+    if note is None or reverses is None:
+        return note
+    prefix = f"reversal of action {reverses}"
+    if note.startswith(prefix):
+        return note[len(prefix):].lstrip(": ") or None
+    return note
+
+
+def decided_entries(entries: Sequence[DecisionEntry], zone: ZoneInfo, viewer: str, *, admin: bool
+                    ) -> list[DecidedEntry]:
+    """Prepare recent decisions for display; `may_reverse` only where this viewer may take one back."""
+    rows = []
+    for entry in entries:
+        action, comment = entry.action, entry.comment
+        rows.append(DecidedEntry(
+            action_id=action.id,
+            comment=comment,
+            article_id=comment.article_external_id,
+            article_title=comment.article.title,
+            article_url=comment.article.url,
+            moderator=action.moderator or "System",
+            when=local_time(action.created_at, zone),
+            when_iso=iso(action.created_at),
+            what=label(ACTIONS, action.reasons[0] if action.reasons else None),
+            change=f"{label(STATUSES, action.from_status)} → {label(STATUSES, action.to_status)}",
+            note=_reason(action.note, action.reverses_action_id),
+            reverses=action.reverses_action_id,
+            reversed_by=entry.reversed_by,
+            may_reverse=entry.reversible and (admin or action.moderator == viewer),
+        ))
+    return rows
 
 
 # The chart's series, bottom to top: key in audit.daily, German legend, CSS class.

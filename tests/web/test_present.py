@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
-from moderation.ml import Highlight
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from moderation.ml import Highlight
 from moderation.services.routing import Thresholds
 from moderation.web.present import daily_chart, highlighted, local_time, percent, reason_labels
 
