@@ -180,6 +180,7 @@ class DecidedEntry:
     when: str
     when_iso: str
     what: str
+    tone: str
     change: str
     note: str | None
     reverses: int | None
@@ -213,6 +214,8 @@ def decided_entries(entries: Sequence[DecisionEntry], zone: ZoneInfo, viewer: st
             when=local_time(action.created_at, zone),
             when_iso=iso(action.created_at),
             what=label(ACTIONS, action.reasons[0] if action.reasons else None),
+            tone=("chip-ok" if action.to_status == "approved" and not action.reverses_action_id
+                  else "chip-bad" if action.to_status == "rejected" and not action.reverses_action_id else ""),
             change=f"{label(STATUSES, action.from_status)} → {label(STATUSES, action.to_status)}",
             note=_reason(action.note, action.reverses_action_id),
             reverses=action.reverses_action_id,

@@ -157,7 +157,8 @@ def test_decided_tab_lists_who_when_why_newest_first_with_undo(app, moderator, s
     undone = post(moderator, f"/moderation/actions/{forms[0]}/reversal", next="/moderation/decided")
     assert undone.location == "/moderation/decided"
     again = moderator.get("/moderation/decided").text
-    assert "Zurückgenommen" in again and f"Nimmt Entscheidung <a href=\"#d-{forms[0]}\">{forms[0]}</a> zurück" in again
+    assert "Zurückgenommen" in again
+    assert f"Nimmt Entscheidung <a href=\"#d-{forms[0]}\">Nr. {forms[0]}</a> zurück" in again
     assert len(re.findall(r'action="/moderation/actions/(\d+)/reversal"', again)) == 1
 
 
