@@ -316,11 +316,10 @@ def test_queue_shows_article_title_as_escaped_link(app, moderator, seed):
 
 
 def test_counts_on_the_page_agree_with_the_queues(app, moderator, seed):
-    for i in range(3):
-        seed(f"Frage {i}?", author=f"l{i}")
+    ids = [seed(f"Frage {i}?", author=f"l{i}") for i in range(3)]
     with app.app_context():
-        queue_service.decide(db.session, db.session.scalar(select(Comment.id)), "test-moderator", decision="reject")
+        queue_service.decide(db.session, ids[0], "test-moderator", decision="reject")
     page = moderator.get("/moderation/").text
     assert re.search(r'data-queue="pending"\s+aria-current="page">Wartend <span class="count">2</span>', page)
     assert '<span class="muted" id="total">2 Kommentare insgesamt</span>' in page
-    assert trail(app, 1)[0] == REJECTED
+    assert trail(app, ids[0])[0] == REJECTED
