@@ -50,11 +50,11 @@ class TimedModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.wrapped, name)
 
-    def score(self, text: str, *, explain: bool = True) -> Score:
+    def score(self, text: str, *, explain: bool = True, above: float | None = None) -> Score:
         """Score one text with the wrapped model."""
         start = time.perf_counter()
         try:
-            return self.wrapped.score(text, explain=explain)
+            return self.wrapped.score(text, explain=explain, above=above)
         finally:
             SCORING.observe(time.perf_counter() - start)
 

@@ -86,6 +86,16 @@ def _count(raw: str) -> int:
     return value
 
 
+def _timezone(raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected an IANA time zone such as Europe/Berlin or UTC") from None
+    return raw
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if not value >= 0:  # also refuses nan
@@ -173,6 +183,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", _public_url, None,
             "The service's public http(s) URL (e.g. `https://kommentare.example/`); links it hands out, such as "
             "the Perspective discovery document's rootUrl, use it instead of the request's Host."),
+    Setting("TIMEZONE", _timezone, "Europe/Berlin",
+            "The newsroom's IANA time zone: every page shows times in it (the API keeps ISO 8601 in UTC). "
+            "An unknown zone refuses to start."),
     Setting("SESSION_COOKIE_SECURE", _bool, False,
             "Send the moderators' session cookie over HTTPS only; set 1 behind TLS."),
     Setting("MODEL_RELOAD_SECONDS", float, 2.0,
@@ -323,3 +336,7 @@ def finalize(config: dict[str, Any]) -> None:
             config["PUBLIC_URL"] = _public_url(config["PUBLIC_URL"])
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}PUBLIC_URL is invalid: {exc}") from None
+    try:  # also when given directly (tests, create_app(config)), not only through the environment
+        config["TIMEZONE"] = _timezone(str(config.get("TIMEZONE") or "Europe/Berlin"))
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}TIMEZONE={config.get('TIMEZONE')!r} is invalid: {exc}") from None

@@ -19,6 +19,12 @@ class NotFound(ModerationError):
     code, status = "not_found", 404
 
 
+class Forbidden(ModerationError):
+    """The caller may do this kind of thing, but not to this object (e.g. undo someone else's decision)."""
+
+    code, status = "forbidden", 403
+
+
 class InvalidInput(ModerationError):
     """Input that passed the schema but breaks a rule only the service can check."""
 

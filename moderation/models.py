@@ -28,6 +28,9 @@ class Article(Base):
     comments_open: Mapped[bool] = mapped_column(Boolean, default=True)
     premoderation: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What the site's backend may send with a submission or in the settings, for the moderators' queue.
+    title: Mapped[str | None] = mapped_column(String(300))
+    url: Mapped[str | None] = mapped_column(String(2000))
 
 
 class Comment(Base):
@@ -102,6 +105,8 @@ class ModerationAction(Base):
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Set on an undo: the decision this row takes back (the comment returns to its state before it).
+    reverses_action_id: Mapped[int | None] = mapped_column(ForeignKey("moderation_actions.id"))
 
 
 class Report(Base):

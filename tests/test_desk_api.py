@@ -87,7 +87,8 @@ def test_closed_article_refuses_comments_with_409(client, auth, count_rows):
     submit(client, auth)
     response = client.put("/v1/articles/artikel-1/settings", headers=auth["moderator"],
                           json={"comments_open": False, "premoderation": False})
-    assert response.json == {"article_id": "artikel-1", "comments_open": False, "premoderation": False}
+    assert response.json == {"article_id": "artikel-1", "comments_open": False, "premoderation": False,
+                             "article_title": None, "article_url": None}
     before = count_rows()
     refused = client.post("/v1/articles/artikel-1/comments", headers=auth["backend"],
                           json={"author_id": "l", "author_name": "L", "text": FRIENDLY[1]})

@@ -45,7 +45,7 @@ def test_openapi_document_is_valid_and_complete(client):
     assert post["security"] == [{"bearerAuth": []}]
     assert {"201", "401", "403", "422"} <= set(post["responses"])
     assert set(spec["components"]["schemas"]["CommentIn"]["properties"]) == {
-        "author_id", "author_name", "text", "parent_id"}
+        "author_id", "author_name", "text", "parent_id", "article_title", "article_url"}
     assert "security" not in paths["/v1/articles/{article_id}/comments"]["get"]
 
 

@@ -6,14 +6,14 @@ from flask import Flask, Response, request
 from flask_smorest import Api, abort
 from werkzeug.routing import UnicodeConverter
 
-from moderation.api import comments, coral, desk, health, perspective, policy, privacy, queue, scoring
+from moderation.api import comments, coral, decisions, desk, health, perspective, policy, privacy, queue, scoring
 from moderation.api.errors import register_error_handlers
 from moderation.api.inputs import BoundedJSONProvider
 from moderation.api.schemas import ErrorSchema
 from moderation.text import ARTICLE_ID
 
-BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, policy.blp, desk.blp, privacy.blp, coral.blp,
-              perspective.blp)
+BLUEPRINTS = (health.blp, comments.blp, scoring.blp, queue.blp, decisions.blp, policy.blp, desk.blp, privacy.blp,
+              coral.blp, perspective.blp)
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 OPENAPI_CONFIG = {

@@ -85,13 +85,18 @@ class ArticleComments(MethodView):
     def post(self, data: dict[str, Any], article_id: str) -> Any:
         """Submit a reader comment; it is scored and published, held or rejected at once.
 
+        `article_title` and `article_url` are optional; when sent, they replace the article's (moderators
+        see them in the queue).
+
         Send an `Idempotency-Key` header (1..200 visible ASCII characters) to make retries safe: a repeat
         returns the comment the first request created, with `Idempotent-Replayed: true`.
         """
         article_id = checked_article_id(article_id)
+        retry_key = idempotency(article_id, data)
+        info = service.ArticleInfo(data.pop("article_title", None), data.pop("article_url", None))
         submission = service.submit_comment(
             db.session, *classifier.pair(db.session), article_id, service.NewComment(**data),
-            idempotency=idempotency(article_id, data),
+            idempotency=retry_key, article_info=info,
             duplicate_window=timedelta(seconds=current_app.config["DUPLICATE_WINDOW_SECONDS"]),
         )
         if submission.replayed:

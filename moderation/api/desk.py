@@ -10,7 +10,14 @@ from marshmallow import Schema, fields, validate
 
 from moderation.api.auth import ADMIN, BACKEND, MODERATOR, Blueprint, current_key
 from moderation.api.comments import checked_article_id
-from moderation.api.schemas import AuthorQuery, CleanText, ErrorSchema, checked_author_id
+from moderation.api.schemas import (
+    AuthorQuery,
+    CleanText,
+    ErrorSchema,
+    article_title_field,
+    article_url_field,
+    checked_author_id,
+)
 from moderation.extensions import db
 from moderation.models import REPORT_REASONS
 from moderation.services import articles, authors, reports, wordlists
@@ -43,6 +50,9 @@ class ArticleSettings(Schema):
     article_id = fields.String(dump_only=True, attribute="external_id")
     comments_open = fields.Boolean(required=True)
     premoderation = fields.Boolean(required=True)
+    # Absent: kept as they are; null: cleared.
+    article_title = article_title_field(attribute="title")
+    article_url = article_url_field(attribute="url")
 
 
 class ReportIn(Schema):
@@ -126,8 +136,11 @@ class Settings(MethodView):
     @blp.response(200, ArticleSettings)
     @blp.requires(MODERATOR, ADMIN)
     @blp.arguments(ArticleSettings())
-    def put(self, data: dict[str, bool], article_id: str) -> Any:
-        """Close or open an article's comments, switch pre-moderation (every comment to the queue)."""
+    def put(self, data: dict[str, Any], article_id: str) -> Any:
+        """Close or open an article's comments, switch pre-moderation (every comment to the queue).
+
+        `article_title` and `article_url` are optional: absent keeps the stored ones, null clears them.
+        """
         return articles.update_settings(db.session, checked_article_id(article_id), **data)
 
 

@@ -40,6 +40,8 @@ class QueueItemSchema(CommentOut):
     claimed_by = fields.String(allow_none=True, required=True)
     claimed_until = fields.AwareDateTime(allow_none=True, required=True)
     decided_by = fields.String(allow_none=True, required=True)
+    article_title = fields.String(allow_none=True, required=True)
+    article_url = fields.String(allow_none=True, required=True)
 
 
 class QueueQuery(Schema):
@@ -82,6 +84,16 @@ class ActionSchema(Schema):
     reasons = fields.List(fields.String(), required=True)
     note = fields.String(allow_none=True, required=True)
     created_at = fields.AwareDateTime(required=True)
+    reverses_action_id = fields.Integer(allow_none=True, required=True,
+                                        metadata={"description": "Set on a reversal (undo): the action it takes back."})
+
+
+class DecisionOut(CommentOut):
+    """The decided comment, its audit row (what an undo names) and the queue sizes after it."""
+
+    action_id = fields.Integer(required=True, metadata={
+        "description": "The decision's audit row; POST /v1/moderation/actions/{id}/reversal undoes it."})
+    queues = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
 class AuditQuery(Schema):
@@ -102,14 +114,17 @@ COMMENT_FIELDS = ("id", "parent_id", "author_id", "author_name", "text", "status
 
 def serialize_items(items: list[queue_service.QueueItem]) -> list[dict[str, Any]]:
     """Turn queue items into the queue schema's shape, with fresh highlights from the serving model."""
-    model = classifier.model
+    model, thresholds = classifier.pair(db.session)
     out = []
     for item in items:
         comment = item.comment
         out.append({
             **{name: getattr(comment, name) for name in COMMENT_FIELDS},
             "article_id": comment.article_external_id,
-            "highlights": model.score(comment.text).highlights,
+            "article_title": comment.article.title,
+            "article_url": comment.article.url,
+            # Only the words that carried a held comment over the approve threshold in force.
+            "highlights": model.score(comment.text, above=thresholds.approve).highlights,
             "report_count": comment.report_count,
             "report_reasons": item.report_reasons,
             "author_history": item.history,
@@ -144,14 +159,17 @@ class Claim(MethodView):
 
 @blp.route("/comments/<int(max=2147483647):comment_id>/decision")
 class Decision(MethodView):
-    @blp.response(200, CommentOut)
+    @blp.response(200, DecisionOut)
     @blp.requires(MODERATOR, ADMIN)
     @blp.arguments(DecisionIn())
     @blp.alt_response(404, schema=ErrorSchema, description="No such comment")
     @blp.alt_response(409, schema=ErrorSchema, description="Decided or claimed by someone else")
     def post(self, data: dict[str, Any], comment_id: int) -> Any:
         """Approve or reject a comment (also take down a published one or restore a rejected one)."""
-        return queue_service.decide(db.session, comment_id, current_key().name, **data)
+        comment, action = queue_service.decide_with_action(db.session, comment_id, current_key().name, **data)
+        return {**{name: getattr(comment, name) for name in COMMENT_FIELDS},
+                "article_external_id": comment.article_external_id, "action_id": action.id,
+                "queues": audit.queue_sizes(db.session)}
 
 
 @blp.route("/audit")

@@ -50,6 +50,28 @@ def checked_author_id(raw: str) -> str:
         raise InvalidInput("author_id is not a valid author id", fields=error.messages) from None
 
 
+class TitleText(CleanText):
+    """A one-line text: cleaned like any text, then every run of whitespace (line breaks too) one space."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return " ".join(super()._deserialize(value, attr, data, **kwargs).split())
+
+
+def article_title_field(**kwargs: Any) -> TitleText:
+    """The optional `article_title` the site's backend may send (plain text, at most 300 characters)."""
+    return TitleText(limit=300, allow_none=True, metadata={
+        "description": "The article's headline, shown to moderators instead of its id.",
+        "example": "Stadtrat beschließt neue Radwege"}, **kwargs)
+
+
+def article_url_field(**kwargs: Any) -> fields.Url:
+    """The optional `article_url`: an absolute http(s) link of at most 2000 characters."""
+    return fields.Url(schemes={"http", "https"}, require_tld=False, allow_none=True,
+                      validate=validate.Length(max=2000), metadata={
+                          "description": "Link to the article (http or https), shown to moderators.",
+                          "example": "https://www.zeitung.example/lokales/radwege.html"}, **kwargs)
+
+
 class ErrorDetail(Schema):
     code = fields.String(required=True, metadata={"example": "validation_failed"})
     message = fields.String(required=True)
@@ -74,6 +96,9 @@ class CommentIn(Schema):
     parent_id = fields.Integer(strict=True, load_default=None, allow_none=True,
                                validate=validate.Range(min=1, max=MAX_ID),
                                metadata={"description": "Id of the comment this replies to (same article)."})
+    # Absent or null: the article keeps what it has.
+    article_title = article_title_field()
+    article_url = article_url_field()
 
 
 class CommentOut(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import threading
 import warnings
@@ -104,16 +105,28 @@ class LoadedModel:
             return labels[1] if cat_logits[0] > 0 else labels[0]
         return labels[max(range(len(cat_logits)), key=cat_logits.__getitem__)]
 
-    def score(self, text: str, *, explain: bool = True) -> Score:
-        """Score one comment on the fast path, optionally with highlighted spans."""
+    def score(self, text: str, *, explain: bool = True, above: float | None = None) -> Score:
+        """Score one comment on the fast path, optionally with highlighted spans.
+
+        With `above` (the approve threshold a held comment crossed), the spans explain why it is held:
+        the fewest strongest words without which its score would fall below `above`. Where no word was
+        needed for that (a threshold of 0, or the comment as a whole keeps it above), the fewest without
+        which the model would no longer call it offensive. None for a score below `above`.
+        """
         if not explain:
             toxicity, hits = self._fast.classify(text)
             offensive = toxicity >= self.decision_threshold
             return Score(toxicity, offensive, self._category(offensive, hits), ())
         toxicity, hits, spans = self._fast.explain(text)
         offensive = toxicity >= self.decision_threshold
-        return Score(toxicity, offensive, self._category(offensive, hits),
-                     _highlights(text, spans))
+        if above is None:
+            chosen = _highlights(text, spans)
+        elif toxicity < above:
+            chosen = ()
+        else:
+            chosen = _crossing(text, spans, toxicity, above) or _crossing(text, spans, toxicity,
+                                                                          self.decision_threshold)
+        return Score(toxicity, offensive, self._category(offensive, hits), chosen)
 
     def score_many(self, texts: list[str], *, explain: bool = True) -> list[Score]:
         """Score several comments (same results as calling `score` on each)."""
@@ -132,6 +145,36 @@ def _highlights(text: str, spans: list[tuple[int, int, float]]) -> tuple[Highlig
     strong.sort(key=lambda item: -item[1])
     chosen = sorted(strong[:MAX_HIGHLIGHTS])
     return tuple(Highlight(*_trim(text, s, e), round(w, 4)) for (s, e), w in chosen)
+
+
+def _logit(probability: float) -> float:
+    p = min(max(probability, 1e-15), 1 - 1e-15)
+    return math.log(p / (1 - p))
+
+
+def _crossing(text: str, spans: list[tuple[int, int, float]], toxicity: float,
+              threshold: float) -> tuple[Highlight, ...]:
+    """Return the fewest, strongest words without which the score would fall below `threshold`.
+
+    Word weights add up to part of the logit (style and encoder belong to no word), so a comment whose
+    logit minus all its positive words still reaches the threshold was not put there by any word: none.
+    """
+    if threshold <= 0.0 or toxicity < threshold:
+        return ()
+    merged: dict[tuple[int, int], float] = {}
+    for start, end, weight in spans:
+        merged[(start, end)] = merged.get((start, end), 0.0) + weight
+    positive = sorted(((w, span) for span, w in merged.items() if w > 0), key=lambda item: -item[0])
+    margin = _logit(toxicity) - _logit(threshold)
+    if sum(w for w, _ in positive) <= margin:
+        return ()
+    chosen, removed = [], 0.0
+    for weight, span in positive:
+        chosen.append((span, weight))
+        removed += weight
+        if removed > margin:
+            break
+    return tuple(Highlight(*_trim(text, s, e), round(w, 4)) for (s, e), w in sorted(chosen))
 
 
 _EDGE_PUNCTUATION = set(".,;:!?\"'()[]{}<>«»„“”‚‘’…-–—/")

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
 from moderation.ml.calibration import proportion_interval
-from moderation.models import APPROVED, PENDING, REJECTED, STATUSES, Comment, ModerationAction
+from moderation.models import APPROVED, PENDING, REJECTED, STATUSES, Article, Comment, ModerationAction
 from moderation.services.policy import RoutingPolicy
 
 
@@ -42,14 +42,15 @@ def _first_routing():
     )
 
 
-def queue_sizes(session: Session) -> dict[str, int]:
-    """Return how many comments wait in each queue."""
+def queue_sizes(session: Session, article_id: str | None = None) -> dict[str, int]:
+    """Return how many comments wait in each queue, of one article (the site's id) if given."""
     sizes = {"pending": 0, "reported": 0}
     # Reported comments a moderator had approved wait while still published (status approved).
     waiting = or_(Comment.status == PENDING, and_(Comment.status == APPROVED, Comment.reported.is_(True)))
-    for reported, count in session.execute(
-        select(Comment.reported, func.count()).where(waiting).group_by(Comment.reported)
-    ):
+    query = select(Comment.reported, func.count()).where(waiting)
+    if article_id is not None:
+        query = query.join(Article).where(Article.external_id == article_id)
+    for reported, count in session.execute(query.group_by(Comment.reported)):
         sizes["reported" if reported else "pending"] = count
     return sizes
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, String, bindparam, exists, func, insert, or_, select
+from sqlalchemy import Row, String, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,14 @@ class NewComment:
     author_name: str
     text: str
     parent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ArticleInfo:
+    """What the site's backend said about the article with a submission; None: not sent, keep what is stored."""
+
+    title: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ def _replay(session: Session, idempotency: Idempotency) -> StoredComment | None:
 # write transaction. Built once: per request only the parameters change.
 _AUTHOR, _NOW = bindparam("author_id", type_=String), bindparam("now", type_=UTCDateTime)
 _CHECKS = select(
-    Article.id, Article.comments_open, Article.premoderation,
+    Article.id, Article.comments_open, Article.premoderation, Article.title, Article.url,
     select(Comment.id).where(Comment.author_id == _AUTHOR, Comment.article_id == Article.id,
                              Comment.created_at >= bindparam("since"), Comment.text == bindparam("text"))
     .limit(1).scalar_subquery().label("original_id"),
@@ -139,7 +147,7 @@ _INSERT_IDEMPOTENCY = insert(IdempotencyKey)
 
 def _article_and_checks(session: Session, article_id: str, new: NewComment, now: datetime,
                         duplicate_window: timedelta, author_key: str | None = None) -> Row[Any] | None:
-    """Return (id, comments_open, premoderation, original_id, author_banned, parent_article) of the article,
+    """Return (id, comments_open, premoderation, title, url, original_id, author_banned, parent_article),
     or None for an unknown article. A Core statement: no ORM objects are built on this path.
 
     `author_key` is the author's pseudonym, under which the ban of an erased author is kept."""
@@ -178,11 +186,13 @@ def _checks_and_routing(session: Session, toxicity: float, thresholds: Threshold
 def submit_comment(
     session: Session, model: LoadedModel, thresholds: Thresholds, article_id: str, new: NewComment, *,
     idempotency: Idempotency | None = None, duplicate_window: timedelta = timedelta(minutes=5),
+    article_info: ArticleInfo | None = None,
 ) -> Submission:
     """Score, route and store one comment with its audit row; commit and return it.
 
     A retry with the same `idempotency` key returns the comment the first request created; the same
-    text from the same author under the same article within `duplicate_window` is refused.
+    text from the same author under the same article within `duplicate_window` is refused. A title or
+    link in `article_info` replaces the article's.
     """
     score = model.score(new.text, explain=False)
     # Before the write transaction, like scoring: on SQLite every other writer waits while it is open.
@@ -211,6 +221,11 @@ def submit_comment(
         "auto_route": routing.auto, "audited": routing.audited,
     }
     connection = session.connection()
+    if article_info is not None:
+        changed = {name: value for name, value in (("title", article_info.title), ("url", article_info.url))
+                   if value is not None and value != getattr(checks, name)}
+        if changed:
+            connection.execute(update(Article).where(Article.id == checks.id).values(**changed))
     comment_id = connection.execute(_INSERT_COMMENT, values).inserted_primary_key[0]
     note_comments_changed(session)
     try:

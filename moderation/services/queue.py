@@ -151,7 +151,15 @@ def decide(
     session: Session, comment_id: int, moderator: str, *, decision: str, reason: str | None = None,
     force: bool = False,
 ) -> Comment:
-    """Approve or reject a comment as `moderator`, with an audit row.
+    """Approve or reject a comment as `moderator`, with an audit row (see `decide_with_action`)."""
+    return decide_with_action(session, comment_id, moderator, decision=decision, reason=reason, force=force)[0]
+
+
+def decide_with_action(
+    session: Session, comment_id: int, moderator: str, *, decision: str, reason: str | None = None,
+    force: bool = False,
+) -> tuple[Comment, ModerationAction]:
+    """Approve or reject a comment as `moderator`; return it with its audit row (what an undo names).
 
     Refuses (409) a comment another moderator already decided or holds a live claim on, unless `force`,
     and always the tombstone of an erased comment (publishing it would undo nothing but the erasure's audit).
@@ -175,8 +183,9 @@ def decide(
     comment.status, comment.decided_by, comment.decided_at = target, moderator, now
     comment.claimed_by = comment.claimed_until = None
     comment.reported = False
-    session.add(ModerationAction(comment_id=comment.id, moderator=moderator, from_status=previous,
-                                 to_status=target, reasons=[f"moderator_{decision}"], note=reason))
+    action = ModerationAction(comment_id=comment.id, moderator=moderator, from_status=previous,
+                              to_status=target, reasons=[f"moderator_{decision}"], note=reason)
+    session.add(action)
     record_status_change(session, comment, previous, by_person=True, reasons=[f"moderator_{decision}"])
     session.commit()
-    return comment
+    return comment, action

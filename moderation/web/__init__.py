@@ -3,12 +3,13 @@ the optional demo under /demo/."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-from moderation.web import demo, docs, moderator
+from moderation.web import demo, docs, moderator, present
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -36,6 +37,13 @@ def init_app(app: Flask) -> None:
     # The sign-in itself is checked on the server (services/web_sessions.py); no signed cookie outlives it.
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_HOURS"])
     app.session_interface = CookieSessions()
+    zone = ZoneInfo(app.config["TIMEZONE"])
+
+    @app.template_filter("local_time")
+    def local_time(when: datetime | None) -> str:
+        """Show a stored (UTC) time in the newsroom's zone, the German way."""
+        return present.local_time(when, zone)
+
     app.register_blueprint(moderator.bp)
     app.register_blueprint(docs.bp)
     # The demo writes anonymous comments: only where someone asked for it, never in production (config.py).

@@ -1,9 +1,10 @@
-"""The moderators' pages: sign-in, the queue with keyboard decisions, the dashboard."""
+"""The moderators' pages: sign-in, the queue with keyboard decisions and undo, recent decisions, the dashboard."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -15,16 +16,18 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 
 from moderation.db import utcnow
+from moderation.errors import Conflict
 from moderation.extensions import classifier, db
 from moderation.ml.calibration import CURVE_LEAKS
-from moderation.services import audit, web_sessions
+from moderation.services import audit, decisions, web_sessions
 from moderation.services import policy as policy_service
 from moderation.services import queue as queue_service
-from moderation.text import ARTICLE_ID
+from moderation.text import ARTICLE_ID, MAX_ID
 from moderation.web import dial, present, security
 
 bp = Blueprint("moderator_pages", __name__, url_prefix="/moderation", template_folder="templates",
@@ -36,6 +39,14 @@ PUBLIC_ENDPOINTS = {"moderator_pages.login", "moderator_pages.static", "moderato
 QUEUE_LABELS = {"pending": "Wartend", "reported": "Gemeldet"}
 SORT_LABELS = {"toxicity": "Riskanteste zuerst", "oldest": "Älteste zuerst"}
 DECISION_MESSAGES = {"approve": "Kommentar {id} freigegeben.", "reject": "Kommentar {id} abgelehnt."}
+# After an undo: where the comment is now.
+REVERSED_MESSAGES = {"pending": "Entscheidung zu Kommentar {id} zurückgenommen: Er wartet wieder.",
+                     "reported": "Entscheidung zu Kommentar {id} zurückgenommen: Er ist wieder unter „Gemeldet“.",
+                     "approved": "Entscheidung zu Kommentar {id} zurückgenommen: Er ist wieder freigegeben.",
+                     "rejected": "Entscheidung zu Kommentar {id} zurückgenommen: Er ist wieder abgelehnt."}
+REVERSAL_CONFLICT = ("Diese Entscheidung kann nicht mehr zurückgenommen werden: Der Kommentar wurde inzwischen "
+                     "erneut entschieden, die Entscheidung schon zurückgenommen oder der Kommentar gelöscht.")
+LAST_DECISION = "last_decision"
 SESSION_ENDED_MESSAGES = {
     web_sessions.KEY_INVALID: "Ihre Sitzung wurde beendet: Der Schlüssel ist nicht mehr gültig.",
     web_sessions.EXPIRED: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
@@ -117,24 +128,33 @@ def _queue_args() -> dict[str, Any]:
     }
 
 
+def newsroom_zone() -> ZoneInfo:
+    """Return the newsroom's time zone (MODERATION_TIMEZONE, checked at start)."""
+    return ZoneInfo(current_app.config["TIMEZONE"])
+
+
+def _counts_article() -> str | None:
+    """The article filter the page that sent this decision shows its counts for, if any."""
+    article = request.form.get("article", "").strip()
+    return article if ARTICLE_ID.match(article) else None
+
+
 @bp.get("/")
 def queue() -> Any:
     """Show a queue of comments waiting for a decision."""
     args = _queue_args()
     page = queue_service.list_queue(db.session, limit=PAGE_SIZE, **args)
-    totals = {args["queue"]: page.total}
-    for other in queue_service.QUEUES:
-        if other not in totals:
-            totals[other] = queue_service.list_queue(db.session, queue=other, article_id=args["article_id"],
-                                                     sort="oldest", limit=1, cursor=None).total
+    totals = audit.queue_sizes(db.session, args["article_id"])
     filters = {"queue": args["queue"], "sort": args["sort"], "article": args["article_id"] or None}
+    last = session.pop(LAST_DECISION, None)
     return render_template(
         "web/queue.html",
-        entries=present.queue_entries(page.items, *classifier.pair(db.session), utcnow()),
+        entries=present.queue_entries(page.items, *classifier.pair(db.session), utcnow(), newsroom_zone()),
         page=page, totals=totals, filters=filters, here=url_for("moderator_pages.queue", **filters),
         article_input=request.args.get("article", ""),
         queue_labels=QUEUE_LABELS, sort_labels=SORT_LABELS,
         invalid_article=bool(request.args.get("article", "").strip()) and args["article_id"] is None,
+        last_decision=last if isinstance(last, dict) else None,
     )
 
 
@@ -144,12 +164,51 @@ def decide(comment_id: int) -> Any:
     decision = request.form.get("decision", "")
     if decision not in queue_service.DECISIONS:
         abort(400)
-    comment = queue_service.decide(db.session, comment_id, security.current_moderator().name, decision=decision)
+    comment, action = queue_service.decide_with_action(db.session, comment_id, security.current_moderator().name,
+                                                       decision=decision)
     message = DECISION_MESSAGES[decision].format(id=comment.id)
+    undo_url = url_for("moderator_pages.reverse", action_id=action.id)
     if security.is_fetch():
-        return jsonify({"id": comment.id, "status": comment.status, "message": message})
+        return jsonify({"id": comment.id, "status": comment.status, "message": message, "action_id": action.id,
+                        "undo_url": undo_url, "counts": audit.queue_sizes(db.session, _counts_article())})
+    # The queue page shows this once, with its "Rückgängig" button.
+    session[LAST_DECISION] = {"message": message, "undo_url": undo_url}
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/actions/<int(max=2147483647):action_id>/reversal")
+def reverse(action_id: int) -> Any:
+    """Take back a decision (own, or anyone's as admin): the comment returns to where it was."""
+    key = security.current_moderator()
+    try:
+        reversal = decisions.reverse(db.session, action_id, key.name, admin=key.role == "admin")
+    except Conflict:
+        db.session.rollback()
+        return security.error_page(409, REVERSAL_CONFLICT)
+    comment = reversal.comment
+    place = "reported" if comment.reported else comment.status
+    message = REVERSED_MESSAGES[place].format(id=comment.id)
+    if security.is_fetch():
+        return jsonify({"id": comment.id, "status": comment.status, "queue": place if comment.status == "pending"
+                        else None, "message": message, "counts": audit.queue_sizes(db.session, _counts_article())})
     flash(message, "success")
     return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.get("/decided")
+def decided() -> Any:
+    """Show recent decisions, newest first: who, when, why, with a way to take each back."""
+    raw = request.args.get("before", "")
+    before = int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
+    page = decisions.recent_decisions(db.session, limit=PAGE_SIZE, before_id=before)
+    key = security.current_moderator()
+    return render_template(
+        "web/decided.html",
+        entries=present.decided_entries(page.entries, newsroom_zone(), key.name, admin=key.role == "admin"),
+        next_before=page.next_before_id, paged=before is not None, totals=audit.queue_sizes(db.session),
+        queue_labels=QUEUE_LABELS, here=request.full_path.rstrip("?"), active="decided",
+        filters={"queue": None, "sort": "toxicity", "article": None},
+    )
 
 
 @bp.get("/dashboard")
@@ -189,7 +248,8 @@ def policy() -> Any:
         expected=settled.calibration, chart=dial.curve_chart(curve, budget=stored.policy.max_leak), marked=marked,
         is_admin=is_admin, fields=dial.FIELDS, form=form or dial.form_values(stored.policy), errors=errors,
         history=policy_service.policy_history(db.session), sources=THRESHOLD_SOURCES, percent=present.percent,
-        score=dial.threshold, local_time=present.local_time, describe=dial.describe,
+        score=dial.threshold, local_time=lambda when: present.local_time(when, newsroom_zone()),
+        describe=dial.describe,
     )
     return page, 422 if errors else 200
 

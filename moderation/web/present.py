@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
 from moderation.ml import Highlight, LoadedModel
 from moderation.models import Comment
+from moderation.services.decisions import REVERSAL, DecisionEntry
 from moderation.services.queue import QueueItem
 from moderation.services.routing import Thresholds
 
@@ -26,11 +28,19 @@ REASONS = {
     "reported": "Gemeldet",
     "audit_sample": "Stichprobe",
 }
+# Shown instead of "Modell unsicher" for a comment the score does not hold: it waits because the approve
+# threshold was 0 (nothing is published automatically) or lower when it arrived.
+NOT_AUTOMATED = "Keine automatische Freigabe"
+SCORE_REASONS = ("toxicity_uncertain",)
+# German month abbreviations as in "7. Dez. 2026" (the CLDR forms).
+MONTHS = ("Jan.", "Feb.", "März", "Apr.", "Mai", "Juni", "Juli", "Aug.", "Sept.", "Okt.", "Nov.", "Dez.")
 REPORT_REASONS = {
     "insult": "Beleidigung", "spam": "Spam", "off_topic": "Themenfremd",
     "misinformation": "Falschinformation", "other": "Sonstiges",
 }
 STATUSES = {"approved": "freigegeben", "pending": "wartet", "rejected": "abgelehnt"}
+ACTIONS = {"moderator_approve": "Freigegeben", "moderator_reject": "Abgelehnt", REVERSAL: "Zurückgenommen",
+           "author_erased": "Autor gelöscht"}
 
 
 def label(mapping: dict[str, str], code: str | None) -> str:
@@ -40,11 +50,20 @@ def label(mapping: dict[str, str], code: str | None) -> str:
     return mapping.get(code, code)
 
 
-def percent(value: float | None, digits: int = 0) -> str:
-    """Format a fraction as a German percentage ("12,5 %"); "–" when there is nothing to show."""
+def percent(value: float | None, digits: int = 1) -> str:
+    """Format a fraction as a German percentage ("99,7 %"); "–" when there is nothing to show.
+
+    Only 0 and 1 themselves read as 0 % and 100 %: a score of 0.99996 is not a certainty.
+    """
     if value is None:
         return "–"
-    return f"{value * 100:.{digits}f}".replace(".", ",") + " %"
+    step = 10.0 ** -digits
+    shown = round(value * 100, digits)
+    if value < 1 and shown >= 100:
+        shown = 100 - step
+    elif value > 0 and shown <= 0:
+        shown = step
+    return f"{shown:.{digits}f}".replace(".", ",") + " %"
 
 
 def budget_verdict(estimate: dict, budget: float, *, at_most: bool) -> tuple[str, str]:
@@ -62,9 +81,26 @@ def budget_verdict(estimate: dict, budget: float, *, at_most: bool) -> tuple[str
     return "noch unsicher", "verdict-open"
 
 
-def local_time(when: datetime | None) -> str:
-    """Format a UTC time for moderators ("07.05.2026 14:03 UTC")."""
-    return f"{when:%d.%m.%Y %H:%M} UTC" if when else "–"
+def local_time(when: datetime | None, zone: ZoneInfo) -> str:
+    """Format a UTC time in the newsroom's zone, the German way ("7. Dez. 2026, 09:41")."""
+    if when is None:
+        return "–"
+    local = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(zone)
+    return f"{local.day}. {MONTHS[local.month - 1]} {local.year}, {local:%H:%M}"
+
+
+def reason_labels(codes: Iterable[str], toxicity: float, thresholds: Thresholds) -> list[str]:
+    """Return the German labels of why a comment waits; "Modell unsicher" only where the score holds it.
+
+    A score below the approve threshold in force, or any score under a threshold of 0, held nothing by
+    itself: the label goes, or says that nothing was published automatically if it was the only reason.
+    """
+    codes = list(codes)
+    held_by_score = thresholds.approve > 0 and toxicity >= thresholds.approve
+    labels = [label(REASONS, code) for code in codes if code not in SCORE_REASONS or held_by_score]
+    if not labels and codes:
+        labels.append(NOT_AUTOMATED)
+    return labels
 
 
 def highlighted(text: str, highlights: Iterable[Highlight]) -> Markup:
@@ -88,7 +124,10 @@ class QueueEntry:
 
     comment: Comment
     article_id: str
+    article_title: str | None
+    article_url: str | None
     created: str
+    created_iso: str
     text: Markup
     toxicity: str
     toxicity_width: int
@@ -103,34 +142,103 @@ class QueueEntry:
     claimed_by: str | None
 
 
+def iso(when: datetime | None) -> str:
+    """Return a stored time as ISO 8601 in UTC, for a <time datetime> attribute."""
+    if when is None:
+        return ""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
 def queue_entries(
-    items: Sequence[QueueItem], model: LoadedModel, thresholds: Thresholds, now: datetime
+    items: Sequence[QueueItem], model: LoadedModel, thresholds: Thresholds, now: datetime, zone: ZoneInfo
 ) -> list[QueueEntry]:
-    """Prepare queue items for display, highlighting with the serving model."""
+    """Prepare queue items for display, highlighting with the serving model what held each comment."""
     entries = []
     for item in items:
         comment = item.comment
         live_claim = comment.claimed_until is not None and comment.claimed_until > now
+        article = comment.article
         entries.append(QueueEntry(
             comment=comment,
             article_id=comment.article_external_id,
-            created=local_time(comment.created_at),
-            text=highlighted(comment.text, model.score(comment.text).highlights),
+            article_title=article.title,
+            article_url=article.url,
+            created=local_time(comment.created_at, zone),
+            created_iso=iso(comment.created_at),
+            text=highlighted(comment.text, model.score(comment.text, above=thresholds.approve).highlights),
             toxicity=percent(comment.toxicity),
             toxicity_width=max(1, round(comment.toxicity * 100)),
             level=("high" if comment.toxicity >= thresholds.reject
                    else "mid" if comment.toxicity >= thresholds.approve else "low"),
             category=label(CATEGORIES, comment.category) if comment.category else "",
-            reasons=[label(REASONS, code) for code in comment.reasons],
+            reasons=reason_labels(comment.reasons, comment.toxicity, thresholds),
             report_reasons=sorted(((label(REPORT_REASONS, r), n) for r, n in item.report_reasons.items()),
                                   key=lambda pair: -pair[1]),
             approved=item.history.approved,
             rejected=item.history.rejected,
             banned=item.history.banned,
-            ban_until=local_time(item.history.ban_until) if item.history.ban_until else None,
+            ban_until=local_time(item.history.ban_until, zone) if item.history.ban_until else None,
             claimed_by=comment.claimed_by if live_claim else None,
         ))
     return entries
+
+
+@dataclass(frozen=True)
+class DecidedEntry:
+    """One row of the "Entschieden" tab."""
+
+    action_id: int
+    comment: Comment
+    article_id: str
+    article_title: str | None
+    article_url: str | None
+    moderator: str
+    when: str
+    when_iso: str
+    what: str
+    tone: str
+    change: str
+    note: str | None
+    reverses: int | None
+    reversed_by: int | None
+    may_reverse: bool
+
+
+def _reason(note: str | None, reverses: int | None) -> str | None:
+    """The moderator's own words of an audit note (a reversal's note starts with what it reverses)."""
+    if note is None or reverses is None:
+        return note
+    prefix = f"reversal of action {reverses}"
+    if note.startswith(prefix):
+        return note[len(prefix):].lstrip(": ") or None
+    return note
+
+
+def decided_entries(entries: Sequence[DecisionEntry], zone: ZoneInfo, viewer: str, *, admin: bool
+                    ) -> list[DecidedEntry]:
+    """Prepare recent decisions for display; `may_reverse` only where this viewer may take one back."""
+    rows = []
+    for entry in entries:
+        action, comment = entry.action, entry.comment
+        rows.append(DecidedEntry(
+            action_id=action.id,
+            comment=comment,
+            article_id=comment.article_external_id,
+            article_title=comment.article.title,
+            article_url=comment.article.url,
+            moderator=action.moderator or "System",
+            when=local_time(action.created_at, zone),
+            when_iso=iso(action.created_at),
+            what=label(ACTIONS, action.reasons[0] if action.reasons else None),
+            tone=("chip-ok" if action.to_status == "approved" and not action.reverses_action_id
+                  else "chip-bad" if action.to_status == "rejected" and not action.reverses_action_id else ""),
+            change=f"{label(STATUSES, action.from_status)} → {label(STATUSES, action.to_status)}",
+            note=_reason(action.note, action.reverses_action_id),
+            reverses=action.reverses_action_id,
+            reversed_by=entry.reversed_by,
+            may_reverse=entry.reversible and (admin or action.moderator == viewer),
+        ))
+    return rows
 
 
 # The chart's series, bottom to top: key in audit.daily, German legend, CSS class.

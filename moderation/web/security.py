@@ -13,7 +13,14 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
 
 from moderation.db import database_unavailable, utcnow
-from moderation.errors import ArticleClosed, CommentErased, Conflict, DuplicateComment, ModerationError
+from moderation.errors import (
+    ArticleClosed,
+    CommentErased,
+    Conflict,
+    DuplicateComment,
+    Forbidden,
+    ModerationError,
+)
 from moderation.extensions import db
 from moderation.models import ApiKey
 from moderation.services import web_sessions
@@ -170,6 +177,8 @@ def _domain_error(error: ModerationError) -> Any:
     if isinstance(error, Conflict):
         log.info("web_conflict", extra={"detail": error.message})
         return error_page(409)
+    if isinstance(error, Forbidden):
+        return error_page(403, "Nur wer entschieden hat, oder ein Admin, kann diese Entscheidung zurücknehmen.")
     return error_page(error.status)
 
 
