@@ -35,7 +35,7 @@ from typing import Any
 from moderation.ml.model import file_sha256
 from moderation.ml.pipeline import SERVED_DOMAIN
 
-CATEGORIES = ("insult", "abuse", "profanity")
+CATEGORIES = ("insult", "abuse", "profanity", "threat")
 GERMEVAL2021_BLOCK = 50
 TWEET = "tweet"
 GAHD = "gahd"
@@ -89,7 +89,7 @@ def parse_label(value: Any, where: str) -> int:
 
 
 def parse_category(value: Any, where: str) -> str | None:
-    """Turn an optional category (insult/abuse/profanity, empty or other) into a name or None."""
+    """Turn an optional category (insult/abuse/profanity/threat, empty or other) into a name or None."""
     if value is None:
         return None
     text = str(value).strip().lower()

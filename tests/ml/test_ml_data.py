@@ -82,11 +82,12 @@ def test_jsonl(tmp_path):
         '{"text": "Du Knalltüte", "label": true, "category": "insult"}\n'
         "\n"
         '{"text": "Gute Besserung!", "label": 0}\n'
+        '{"text": "Wir wissen, wo dein Büro ist", "label": 1, "category": "Threat"}\n'
     ))
     data = read_dataset(path)
-    assert data.texts == ["Du Knalltüte", "Gute Besserung!"]
-    assert data.labels == [1, 0]
-    assert data.categories == ["insult", None]
+    assert data.texts == ["Du Knalltüte", "Gute Besserung!", "Wir wissen, wo dein Büro ist"]
+    assert data.labels == [1, 0, 1]
+    assert data.categories == ["insult", None, "threat"]
 
 
 @pytest.mark.parametrize(("name", "content", "where", "message"), [
