@@ -1,19 +1,35 @@
-"""Retraining from people's decisions: export labels, train a candidate, gate it, promote it.
+"""Retraining from the site's decisions: read them with their weights, correct the prior, gate, promote.
 
-The candidate and the serving model are measured on the same held-out slice: every labelled item
-(moderator decision, integration feedback, base-data row) belongs to it when the hash of its key falls
-in the first `HOLDOUT_SHARE` of the hash space, so the slice stays fixed as data grows and neither
-model ever trained on it. The candidate's routing thresholds are calibrated on that slice.
+Which decisions count for what (`decision_weight`):
+
+- A comment the model held (or premoderation held: it holds whole articles, whatever they say)
+  reached a person with probability 1: its decision trains, calibrates and gates with weight 1.
+- A comment drawn into the audit sample reached one with probability `audit_rate` (recorded at
+  intake; the policy's current rate for comments stored before it was): weight 1 / audit_rate, so the
+  sample stands for every comment the model decided alone.
+- A comment the model published or rejected alone and a person decided anyway (a reader reported it,
+  an author appealed) was not drawn at random: it trains, but neither calibrates nor gates.
+- A comment a rule routed (banned author, banned or suspect term) is the rules' business, not the
+  model's: the thresholds never route such comments, so their decisions train but do not calibrate.
+- Integration feedback (Coral's decisions) trains only: nothing says how those comments were chosen.
+
+The candidate is the prior (the serving model's, or one trained on `--base` files) corrected on the
+site's decisions (`moderation.ml.site`). Its routing calibration uses all usable decisions through
+K-fold cross-fitting: every decision is scored by a correction fitted without it, and those
+out-of-fold scores, with the weights, are the `calibration` in the candidate's metadata, at the
+site's removal rate as the weighted decisions measure it. The gate compares candidate and serving
+model on the decisions taken since the serving model was trained (neither model trained on them;
+the candidate's out-of-fold scores) by weighted ROC-AUC.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,156 +37,339 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.ml import load_model, train_and_save
+from moderation.db import utcnow
+from moderation.ml import LoadedModel, load_model, train_and_save
+from moderation.ml import site as site_model
+from moderation.ml.calibration import Evidence, calibrate
 from moderation.ml.data import Dataset
-from moderation.ml.metrics import classification_metrics, routing_thresholds
-from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
-from moderation.ml.registry import ModelStore
+from moderation.ml.metrics import classification_metrics
+from moderation.ml.model import write_metadata
 from moderation.ml.retrain_report import write_retrain_report
+from moderation.ml.train import default_routing
 from moderation.models import APPROVED, REJECTED, Comment
 from moderation.services.feedback import feedback_labels
+from moderation.services.policy import RoutingPolicy
 
-HOLDOUT_SHARE = 0.2
+# Below these the site's decisions neither correct the prior nor calibrate it: retrain says so and the
+# prior calibration stays. The Clopper-Pearson bounds allow next to no automation on fewer anyway.
+MIN_SITE_DECISIONS = 100
+MIN_SITE_PER_CLASS = 20
+# The gate's weighted ROC-AUC needs this many decisions of each class neither model trained on.
+MIN_GATE_PER_CLASS = 10
+RULE_REASONS = frozenset({"author_banned", "banned_term", "suspect_term"})
+
+
+class RetrainRefused(ValueError):
+    """The run cannot do what was asked; raised before anything was trained or written."""
 
 
 @dataclass(frozen=True)
-class Labelled:
+class Decision:
+    """A person's decision on a comment, as a label; `weight` None: trains, but is no random sample."""
+
     text: str
     label: int
     key: str
     group: str
-    category: str | None = None
-    domain: str = SERVED_DOMAIN  # decisions and feedback are readers' comments
+    decided_at: datetime | None
+    weight: float | None
+    why: str
 
 
-def in_holdout(key: str, share: float = HOLDOUT_SHARE) -> bool:
-    """Whether an item belongs to the fixed held-out slice (decided by its key alone)."""
-    return int(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) < share * 2**32
+def decision_weight(reasons: list[str], audited: bool, audit_rate: float | None,
+                    fallback_audit_rate: float) -> tuple[float | None, str]:
+    """Return (inverse-propensity weight or None, why) for a decided comment; see the module docstring."""
+    if audited:
+        rate = audit_rate if audit_rate is not None else fallback_audit_rate
+        return (1.0 / rate, "audit sample") if rate > 0 else (None, "audit sample of unknown rate")
+    applied = set(reasons or ())
+    if applied & RULE_REASONS:
+        return None, "routed by a rule"
+    if not applied or "toxicity_high" in applied:
+        return None, "decided by the model alone, then by a person"
+    return 1.0, "held"
 
 
-def decision_labels(session: Session, since: datetime | None = None) -> list[Labelled]:
-    """People's decisions as labels: a moderator's approve/reject, and feedback sent by integrations.
-
-    Comments nobody reviewed are not labels; erased comments (no text) are skipped.
-    """
-    query = select(Comment.id, Comment.article_id, Comment.text, Comment.status).where(
+def site_decisions(session: Session, since: datetime | None = None, *,
+                   fallback_audit_rate: float = 0.02) -> list[Decision]:
+    """Moderators' decisions on comments, oldest first, each with its weight (erased comments are skipped)."""
+    query = select(Comment.id, Comment.article_id, Comment.text, Comment.status, Comment.reasons, Comment.audited,
+                   Comment.audit_rate, Comment.decided_at).where(
         Comment.decided_by.is_not(None), Comment.status.in_([APPROVED, REJECTED]), Comment.text != "")
     if since is not None:
         query = query.where(Comment.decided_at >= since)
-    rows = [Labelled(text, int(status == REJECTED), f"comment:{cid}", f"article:{aid}")
-            for cid, aid, text, status in session.execute(query.order_by(Comment.id))]
-    for text, label in feedback_labels(session, since):
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        rows.append(Labelled(text, int(label), f"feedback:{digest}", f"feedback:{digest[:4]}"))
+    rows = []
+    for cid, aid, text, status, reasons, audited, rate, decided_at in session.execute(query.order_by(Comment.id)):
+        weight, why = decision_weight(list(reasons or ()), bool(audited), rate, fallback_audit_rate)
+        rows.append(Decision(text, int(status == REJECTED), f"comment:{cid}", f"article:{aid}", decided_at,
+                             weight, why))
     return rows
 
 
-def base_labels(data: Dataset) -> list[Labelled]:
-    """Rows of the base training files, keyed by their text."""
-    return [Labelled(text, int(label), "base:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-                     group, category, domain)
-            for text, label, group, category, domain in zip(data.texts, data.labels, data.groups, data.categories,
-                                                             data.domains, strict=True)]
+def feedback_decisions(session: Session, since: datetime | None = None) -> list[Decision]:
+    """Integrations' feedback labels: they train only."""
+    rows = []
+    for text, label in feedback_labels(session, since):
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        rows.append(Decision(text, int(label), f"feedback:{digest}", f"feedback:{digest[:4]}", None, None,
+                             "integration feedback"))
+    return rows
 
 
-def _scores(model, texts: list[str]) -> np.ndarray:
-    return np.asarray(model.predict_proba(texts), dtype=float)
+def trained_until(metadata: dict[str, Any]) -> datetime | None:
+    """Return until when a model saw the site's decisions (None: it never saw any)."""
+    stamp = (metadata.get("site") or {}).get("trained_until")
+    if stamp is None and any(s.get("path") == "database decisions" for s in metadata.get("training_data", [])):
+        stamp = metadata.get("created_at")  # trained by the retrain of before the site correction
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def _is_new(decision: Decision, cutoff: datetime | None) -> bool:
+    if cutoff is None:
+        return True
+    at = decision.decided_at
+    return at is not None and (at if at.tzinfo else at.replace(tzinfo=UTC)) > cutoff
+
+
+def _counts(rows: list[Decision]) -> tuple[int, int]:
+    removed = sum(d.label for d in rows)
+    return removed, len(rows) - removed
+
+
+def measured_removal_rate(rows: list[Decision]) -> float | None:
+    """Return the site's removal rate as its weighted decisions estimate it (Hajek), or None without any."""
+    total = sum(d.weight for d in rows if d.weight)
+    return sum(d.weight for d in rows if d.weight and d.label) / total if total else None
+
+
+@dataclass
+class Plan:
+    """What one run will do, decided before anything is trained."""
+
+    current: LoadedModel
+    decisions: list[Decision]
+    sample: list[Decision]  # usable for calibration (weighted)
+    gate_rows: list[Decision]  # usable decisions taken since the serving model was trained
+    cutoff: datetime | None
+    correct: bool  # enough decisions to correct the prior and calibrate on them
+    gate_possible: bool
+
+
+def plan(session: Session, store, *, base: Dataset, since: datetime | None, policy: RoutingPolicy,
+         force: bool, min_new_decisions: int = 0) -> Plan | str:
+    """Return the run's plan, or why there is nothing to do; raise RetrainRefused if it must not run."""
+    current = store.load_serving()
+    decisions = site_decisions(session, since, fallback_audit_rate=policy.audit_rate)
+    cutoff = trained_until(current.metadata)
+    new = [d for d in decisions if _is_new(d, cutoff)]
+    since_text = f"since {current.version} was trained ({cutoff:%Y-%m-%d %H:%M} UTC)" if cutoff else \
+        f"for {current.version}, which never saw the site's decisions"
+    if len(new) < min_new_decisions:
+        return f"{len(new)} new decisions {since_text}; --min-new-decisions is {min_new_decisions}: nothing to do"
+    sample = [d for d in decisions if d.weight is not None]
+    removed, kept = _counts(sample)
+    correct = len(sample) >= MIN_SITE_DECISIONS and min(removed, kept) >= MIN_SITE_PER_CLASS
+    if not correct and not base.texts:
+        return (f"only {len(sample)} usable site decisions ({removed} removed, {kept} kept; at least "
+                f"{MIN_SITE_DECISIONS} with {MIN_SITE_PER_CLASS} of each are needed): {current.version} keeps "
+                "serving with its prior calibration; nothing trained")
+    gate_rows = [d for d in new if d.weight is not None]
+    gate_removed, gate_kept = _counts(gate_rows)
+    gate_possible = min(gate_removed, gate_kept) >= MIN_GATE_PER_CLASS
+    if not gate_possible and not force:
+        raise RetrainRefused(
+            f"the gate needs at least {MIN_GATE_PER_CLASS} removed and {MIN_GATE_PER_CLASS} kept comments among "
+            f"the site decisions taken {since_text}, which neither model trained on; it has {gate_removed} removed "
+            f"and {gate_kept} kept. Nothing was trained or changed. Wait for more decisions, or promote without "
+            "a gate with --force --reason")
+    return Plan(current, decisions, sample, gate_rows, cutoff, correct, gate_possible)
 
 
 def retrain(
-    session: Session, store: ModelStore, *, base: Dataset, since: datetime | None, report_dir: str | Path,
-    max_leak: float = 0.02, min_reject_precision: float = 0.95, tolerance: float = 0.01, force: bool = False,
-    force_reason: str | None = None, seed: int = 0, progress: Callable[[str], None] | None = None,
-    trainer: Callable[..., dict] = train_and_save,
+    session: Session, store, *, base: Dataset, since: datetime | None, report_dir: str | Path,
+    policy: RoutingPolicy | None = None, tolerance: float = 0.01, force: bool = False,
+    force_reason: str | None = None, min_new_decisions: int = 0, seed: int = 0,
+    progress: Callable[[str], None] | None = None, trainer: Callable[..., dict] = train_and_save,
+    correction_c: float = site_model.CORRECTION_C,
 ) -> dict[str, Any]:
-    """Train a candidate on base data plus decisions, compare it with the serving model, promote if not worse.
+    """Correct the prior on the site's decisions, gate the candidate against the serving model, promote it if not worse.
 
-    The candidate is written into the store (never into the shipped model's folder) and promoted there.
+    Returns {"skipped": why} when there is nothing to do. Raises RetrainRefused before training when the
+    run cannot gate (and is not forced). Nothing is left in the store when a run fails; a candidate the
+    gate refused stays in the store, unserved, for inspection.
     """
     say = progress or (lambda message: None)
-    report_dir = Path(report_dir)
-    decisions = decision_labels(session, since)
-    items = base_labels(base) + decisions
-    train = [i for i in items if not in_holdout(i.key)]
-    holdout = [i for i in items if in_holdout(i.key)]
-    say(f"{len(decisions)} decisions + {len(items) - len(decisions)} base rows: "
-        f"{len(train)} to train, {len(holdout)} held out")
-    if len({i.label for i in holdout}) < 2 or len({i.label for i in train}) < 2:
-        raise ValueError("both classes are needed in the training data and in the held-out slice")
-
+    policy = policy or RoutingPolicy()
+    planned = plan(session, store, base=base, since=since, policy=policy, force=force,
+                   min_new_decisions=min_new_decisions)
+    if isinstance(planned, str):
+        say(planned)
+        return {"skipped": planned}
+    p = planned
+    trained_at = utcnow()
+    feedback = feedback_decisions(session, since)
+    removed, kept = _counts(p.sample)
+    say(f"{len(p.decisions)} site decisions ({len(p.sample)} usable for calibration: {removed} removed, {kept} kept), "
+        f"{len(feedback)} integration labels, {len(p.gate_rows)} decisions for the gate, "
+        f"{len(base.texts)} base rows")
     staging = store.candidate_dir()
-    shutil.rmtree(staging, ignore_errors=True)
-    metadata = trainer(
-        [i.text for i in train], [i.label for i in train], staging, categories=[i.category for i in train],
-        groups=[i.group for i in train], domains=[i.domain for i in train], seed=seed, progress=say,
-        sources=[*base.sources, {"path": "database decisions", "rows": sum(not in_holdout(d.key) for d in decisions),
-                                 "since": since.isoformat() if since else None}],
-    )
-    candidate = load_model(staging)
-    current = store.load_serving()
-    # A model trained before this loop (the shipped one) saw the base rows of the slice: comparing on them
-    # would favour it unfairly, so the gate then looks at the held-out decisions alone. Otherwise it looks
-    # at the held-out comments (the service scores comments; tweets in the base files are not the goal).
-    current_saw_slice = not (current.metadata.get("holdout") or {}).get("excluded", False)
-    y = np.asarray([i.label for i in holdout])
-    served = served_rows([i.domain for i in holdout], y)  # also what routing and the report look at
-    if current_saw_slice:
-        gate_rows = [i for i in holdout if i.key.startswith(("comment:", "feedback:"))]
-    else:
-        gate_rows = [i for i, keep in zip(holdout, served, strict=True) if keep]
-    if len({i.label for i in gate_rows}) < 2:
-        raise ValueError(f"the gate needs both classes among its {len(gate_rows)} held-out rows"
-                         + (" (held-out decisions only, since the serving model trained on the base slice)"
-                            if current_saw_slice else ""))
-    texts = [i.text for i in holdout]
-    say(f"scoring the held-out slice with {current.version} and the candidate")
-    cand_scores, cur_scores = _scores(candidate, texts), _scores(current, texts)
-    gate_keys = {i.key for i in gate_rows}
-    in_gate = np.asarray([i.key in gate_keys for i in holdout])
-    cand_metrics = classification_metrics(y[in_gate], cand_scores[in_gate], candidate.decision_threshold)
-    cur_metrics = classification_metrics(y[in_gate], cur_scores[in_gate], current.decision_threshold)
+    prior_dir = staging.with_name(".prior")
+    for folder in (staging, prior_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        if base.texts:
+            say(f"training the prior on {len(base.texts)} base rows")
+            trainer(base.texts, base.labels, prior_dir, categories=base.categories, groups=base.groups,
+                    domains=base.domains, seed=seed, progress=say, sources=base.sources)
+            prior_model = load_model(prior_dir)
+        else:
+            prior_model = p.current
+        result = _candidate(p, prior_model, feedback, staging, policy=policy, seed=seed, correction_c=correction_c,
+                            trained_at=trained_at, base=base, prior_dir=prior_dir if base.texts else None, say=say)
+        return _gate_and_promote(p, result, store, staging, report_dir=report_dir, policy=policy,
+                                 tolerance=tolerance, force=force, force_reason=force_reason, say=say)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(prior_dir, ignore_errors=True)
 
-    routing = {**routing_thresholds(y[served], cand_scores[served], candidate.decision_threshold, max_leak=max_leak,
-                                    min_reject_precision=min_reject_precision), "source": "held-out slice",
-               "rows": int(served.sum())}
-    routing["held_out"] = routing.pop("out_of_fold")
-    routing["held_out"]["automation_rate"] = routing["held_out"]["approved_share"] + routing["held_out"][
-        "rejected_share"]
-    delta = cand_metrics["macro_f1"] - cur_metrics["macro_f1"]
-    passed = delta >= -tolerance
+
+@dataclass
+class _Built:
+    metadata: dict[str, Any]
+    gate_scores: np.ndarray | None  # the candidate's held-out scores of the gate rows
+
+
+def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], staging: Path, *,
+               policy: RoutingPolicy, seed: int, correction_c: float, trained_at: datetime, base: Dataset,
+               prior_dir: Path | None, say: Callable[[str], None]) -> _Built:
+    """Write the candidate into `staging`: the corrected prior, or the prior alone on too few decisions."""
+    if not p.correct:
+        say(f"too few site decisions to learn from ({len(p.sample)} usable; at least {MIN_SITE_DECISIONS} with "
+            f"{MIN_SITE_PER_CLASS} of each class are needed): the candidate is the prior, with its prior calibration")
+        shutil.copytree(prior_dir, staging)
+        metadata = dict(prior_model.metadata)
+        scores = prior_model.predict_proba([d.text for d in p.gate_rows]) if p.gate_possible else None
+        metadata["site"] = {"decisions": len(p.decisions), "usable": len(p.sample), "corrected": False,
+                            "trained_until": None, "note": "too few site decisions: prior calibration kept"}
+        return _Built(metadata, scores)
+
+    train_rows = p.decisions + feedback
+    texts = [d.text for d in train_rows]
+    labels = np.asarray([d.label for d in train_rows])
+    prior = site_model.prior_of(prior_model.pipeline, prior_model.version)
+    say(f"computing the features of {len(texts)} decisions with {prior_model.version}'s pipeline "
+        f"(prior {prior.version})")
+    x = site_model.features(prior_model.pipeline, texts)
+    logit = site_model.prior_logit(prior, x)
+    usable = np.asarray([d.weight is not None for d in train_rows])
+    idx = np.flatnonzero(usable)
+    # Cross-fitting on the usable decisions; the others (feedback, reported, rule-routed) train every fold.
+    oof, folds = site_model.cross_fit(x, logit, labels, [d.group for d in train_rows], scored=usable,
+                                      C=correction_c, seed=seed)
+    say(f"cross-fitted the correction in {folds} folds grouped by article")
+    correction = site_model.fit_correction(x, logit, labels, C=correction_c)
+    pipeline = site_model.corrected_pipeline(prior_model.pipeline, prior, correction)
+
+    weights = np.asarray([train_rows[i].weight for i in idx], dtype=float)
+    rate = measured_removal_rate(p.sample)
+    evidence = Evidence.from_labels(
+        oof[idx], labels[idx], weights, measured_removal_rate=rate,
+        source=(f"out-of-fold scores ({folds}-fold cross-fitting grouped by article, seed {seed}) of {len(idx)} "
+                "site decisions, weighted by the inverse of the probability that each reached a person"))
+    decision = prior_model.decision_threshold
+    weighted = {"removed": round(evidence.removed.effective_size, 1), "kept": round(evidence.kept.effective_size, 1)}
+    why = Counter(d.why for d in p.decisions)
+    metadata = {
+        "training_data": [*prior_model.metadata.get("training_data", []),
+                          {"path": "database decisions", "rows": len(p.decisions), "feedback_rows": len(feedback),
+                           "until": trained_at.isoformat(timespec="seconds")}],
+        "rows": len(texts),
+        "offensive_rows": int(labels.sum()),
+        "served_domain": prior_model.metadata.get("served_domain"),
+        "seed": seed,
+        "hyperparameters": prior_model.metadata.get("hyperparameters", {}),
+        "n_features": prior_model.metadata.get("n_features"),
+        **({"encoder": prior_model.metadata["encoder"]} if "encoder" in prior_model.metadata else {}),
+        "validation": {
+            "method": f"{folds}-fold cross-fitting of the correction on the site's decisions, grouped by article "
+                      "(unweighted figures of the usable decisions)",
+            "rows": len(idx),
+            "at_decision_threshold": classification_metrics(labels[idx], oof[idx], decision),
+            "weighted_roc_auc": site_model.weighted_auc(labels[idx], oof[idx], weights),
+        },
+        "decision_threshold": decision,
+        "routing": {**default_routing(evidence, decision), "rows": len(idx)},
+        "calibration": evidence.to_metadata(),
+        "categories": prior_model.metadata.get("categories", {}),
+        "site": {
+            "decisions": len(p.decisions), "usable": len(p.sample), "removed": int(labels[idx].sum()),
+            "by_route": dict(sorted(why.items())), "effective_sizes": weighted,
+            "measured_removal_rate": None if rate is None else round(rate, 4),
+            "trained_until": trained_at.isoformat(), "corrected": True,
+            "prior": prior.version, "correction": {"C": correction.C, "prior_scale": round(correction.a, 4),
+                                                    "intercept": round(correction.b, 4),
+                                                    "nonzero_weights": int(np.count_nonzero(correction.w))},
+        },
+    }
+    metadata = site_model.write_model(staging, pipeline, prior_model.category_head, metadata)
+    position = {d.key: i for i, d in enumerate(train_rows)}
+    gate_scores = oof[[position[d.key] for d in p.gate_rows]] if p.gate_possible else None
+    return _Built(metadata, gate_scores)
+
+
+def _gate_and_promote(p: Plan, built: _Built, store, staging: Path, *, report_dir: str | Path,
+                      policy: RoutingPolicy, tolerance: float, force: bool, force_reason: str | None,
+                      say: Callable[[str], None]) -> dict[str, Any]:
+    metadata = built.metadata
+    current = p.current
+    gate: dict[str, Any] = {"metric": "weighted_roc_auc", "tolerance": tolerance, "compared_with": current.version,
+                            "compared_on": "site decisions taken since the serving model was trained (neither model "
+                                           "trained on them), weighted by the inverse of their audit propensity",
+                            "compared_rows": len(p.gate_rows)}
+    y = np.asarray([d.label for d in p.gate_rows], dtype=int)
+    w = np.asarray([d.weight for d in p.gate_rows], dtype=float)
+    cur_scores = None
+    if p.gate_possible:
+        say(f"scoring {len(p.gate_rows)} decisions for the gate with {current.version}")
+        cur_scores = current.predict_proba([d.text for d in p.gate_rows])
+        cand_auc = site_model.weighted_auc(y, built.gate_scores, w)
+        cur_auc = site_model.weighted_auc(y, cur_scores, w)
+        passed = cand_auc >= cur_auc - tolerance
+        gate.update(candidate=cand_auc, current=cur_auc, delta=cand_auc - cur_auc, passed=passed,
+                    removed=int(y.sum()), kept=int(len(y) - y.sum()))
+    else:
+        passed = False
+        removed, kept = _counts(p.gate_rows)
+        gate.update(candidate=None, current=None, delta=None, passed=False, removed=removed, kept=kept,
+                    note=f"too few decisions for the gate (at least {MIN_GATE_PER_CLASS} of each class needed)")
     promoted = passed or force
-    gate = {"metric": "macro_f1", "candidate": cand_metrics["macro_f1"], "current": cur_metrics["macro_f1"],
-            "delta": delta, "tolerance": tolerance, "passed": passed, "forced": force and not passed,
-            "reason": force_reason if force and not passed else None, "compared_with": current.version,
-            "held_out_rows": len(holdout), "held_out_decisions": sum(in_holdout(d.key) for d in decisions),
-            "compared_on": "held-out decisions only (the serving model trained on the base slice)"
-            if current_saw_slice else "whole held-out slice" if served.all() else "held-out comments",
-            "compared_rows": int(in_gate.sum())}
-    metadata.update(routing=routing, gate=gate, held_out_metrics=cand_metrics,
-                    holdout={"excluded": True, "share": HOLDOUT_SHARE,
-                             "rule": "sha256(key)[:8] < share * 2**32; keys comment:<id>, feedback:<sha256>, "
-                                     "base:<sha256 of text>"})
-    (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
-                                           encoding="utf-8")
+    gate.update(forced=force and not passed, reason=force_reason if force and not passed else None)
+    metadata["gate"] = gate
+    expected = None
+    if "calibration" in metadata:
+        evidence = Evidence.from_metadata(metadata["calibration"])
+        decision = metadata["decision_threshold"]
+        expected = calibrate(evidence, policy.for_calibration(evidence.measured_removal_rate),
+                             approve_at_most=decision, reject_at_least=decision)
+    metadata["expected_under_policy"] = {"policy": policy.as_dict(), **(expected.as_dict() if expected else {})}
+    metadata["expected_under_policy"].pop("curve", None)
+    write_metadata(staging, metadata)
+    # The report first: a run that fails before the candidate reaches the store leaves nothing in it.
+    report = write_retrain_report(report_dir, y, w, {current.version: cur_scores,
+                                                     metadata["version"]: built.gate_scores}, gate,
+                                  metadata["expected_under_policy"])
     target = store.version_dir(metadata["version"])
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-
-    # The report's curves describe the rows the routing thresholds were chosen on.
-    report = write_retrain_report(report_dir, y[served], {current.version: cur_scores[served],
-                                                          metadata["version"]: cand_scores[served]},
-                                  {current.version: cur_metrics, metadata["version"]: cand_metrics}, routing, gate,
-                                  notes={current.version: " (trained on the slice: optimistic)"}
-                                  if current_saw_slice else {})
     if promoted:
-        reason = (f"gate passed: macro-F1 {cand_metrics['macro_f1']:.4f} vs {cur_metrics['macro_f1']:.4f}"
-                  if passed else f"forced: {force_reason}")
+        reason = (f"gate passed: weighted ROC-AUC {gate['candidate']:.4f} vs {gate['current']:.4f} on "
+                  f"{len(p.gate_rows)} new site decisions" if passed else f"forced: {force_reason}")
         store.promote(metadata["version"], reason=reason, forced=force and not passed)
         say(f"promoted {metadata['version']} ({reason})")
     else:
-        say(f"kept {current.version}: candidate macro-F1 {cand_metrics['macro_f1']:.4f} is "
-            f"{-delta:.4f} below {cur_metrics['macro_f1']:.4f} (tolerance {tolerance})")
+        say(f"kept {current.version}: candidate weighted ROC-AUC {gate['candidate']:.4f} is {-gate['delta']:.4f} "
+            f"below {gate['current']:.4f} (tolerance {tolerance})")
     return {"candidate": metadata["version"], "current": current.version, "promoted": promoted, "gate": gate,
-            "routing": routing, "report": str(report),
-            "metrics": {"candidate": cand_metrics, "current": cur_metrics}}
+            "routing": metadata["routing"], "expected": metadata["expected_under_policy"],
+            "site": metadata.get("site"), "report": str(report)}
