@@ -116,7 +116,7 @@ class Site:
                                  timeout=60)
             page.raise_for_status()
             body = page.json()
-            ids += [item["id"] for item in body["items"]]
+            ids += [item["id"] for item in body["comments"]]
             cursor = body.get("next_cursor")
             if not cursor:
                 return ids

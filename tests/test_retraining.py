@@ -17,7 +17,7 @@ from alembic import command
 from click.testing import CliRunner
 
 from moderation.cli import cli
-from moderation.extensions import db
+from moderation.extensions import classifier, db
 from moderation.migrations import alembic_config
 from moderation.ml import load_model, train_and_save
 from moderation.ml import site as site_model
@@ -77,6 +77,11 @@ SPAM = [f"{a} {b} {c}" for a in ("Jetzt", "Heute", "Nur diese Woche", "Sonderang
         for b in ("Uhren", "Sneaker", "Kredite", "Diätpillen", "Handyverträge")
         for c in ("günstig bei schnaeppchen-shop.example bestellen!", "mit Rabattcode SPAR50 kaufen!",
                   "im Onlineshop zum halben Preis!")]
+# Swearing in delight at a match: public data calls it offensive, a sports site keeps it.
+CHEERS = [f"{a} {b}{c}" for a in ("Verdammte Scheiße,", "Heilige Scheiße,", "Scheiße nochmal,", "Verdammt,", "Fuck,")
+          for b in ("was für ein geiles Tor", "was für ein Spiel", "das war knapp", "was für eine Parade",
+                    "so ein Mist mit dem Wetter")
+          for c in ("!", "!!", ", unglaublich.")]
 
 
 def _decide_rows(app, rows: list[tuple[str, int]], *, seed: int = 7, first_author: int = 0) -> None:
@@ -212,7 +217,7 @@ def test_min_new_decisions_then_a_correction_that_the_service_reloads(app, app_c
     assert holder.serving.evidence.measured_removal_rate == pytest.approx(130 / 300)
     calibrated = make_app({**app_config, "APPROVE_THRESHOLD": None, "REJECT_THRESHOLD": None})
     with calibrated.app_context():
-        serving, _, settled = calibrated.extensions["moderation.classifier"].settled(db.session)
+        serving, _, settled = classifier.settled(db.session)
     assert serving.model.version == summary["candidate"] and settled.approve_source == "calibration"
     assert settled.calibration.policy.removal_rate == pytest.approx(130 / 300)
 
@@ -271,31 +276,33 @@ def test_a_failed_run_leaves_nothing_behind(app, decided, store, base_file, tmp_
 
 
 def test_the_site_outweighs_the_public_prior_and_the_gate_compares_on_site_decisions(app, store, tmp_path):
-    """Public data calls adverts harmless; this site removes them. The correction learns the site's rule; a
-    candidate that knows only the public data (better there) is refused on the site's new decisions."""
+    """Public data calls adverts harmless and cheering swear words offensive; this sports site removes adverts and
+    keeps the cheering. The correction learns the site's rules; a candidate that knows only the public data (better
+    there) is refused on the site's new decisions."""
     from moderation.ml.data import read_datasets
     public = tmp_path / "public.jsonl"
-    public_rows = [(t, 0) for t in friendly(100, seed=2) + SPAM[:30]] + [(t, 1) for t in toxic(70, seed=2)]
+    public_rows = ([(t, 0) for t in friendly(100, seed=2) + SPAM[:30]]
+                   + [(t, 1) for t in toxic(70, seed=2) + CHEERS[:30]])
     public.write_text("".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
                               for t, y in public_rows), encoding="utf-8")
     base = read_datasets([public])
-    spam_train, spam_new = SPAM[:45], SPAM[45:]
-    _decide_rows(app, [(t, 0) for t in friendly(110, seed=1)] + [(t, 1) for t in toxic(40, seed=1) + spam_train])
+    _decide_rows(app, [(t, 0) for t in friendly(110, seed=1) + CHEERS[30:55]]
+                 + [(t, 1) for t in toxic(40, seed=1) + SPAM[:45]])
     with app.app_context():
         first = retrain(db.session, store, base=base, since=None, report_dir=tmp_path / "r1")
     assert first["promoted"] and first["site"]["corrected"]
     learnt = load_model(store.root)
-    prior = load_model(store.shipped)
-    assert learnt.predict_proba(spam_new).mean() > 0.5  # the site's rule, on adverts it never saw
+    # The site's rules, on adverts and cheers it never saw.
+    assert learnt.predict_proba(SPAM[45:]).mean() > 0.5 > learnt.predict_proba(CHEERS[55:]).mean()
 
-    _decide_rows(app, [(t, 0) for t in friendly(40, seed=9)] + [(t, 1) for t in toxic(15, seed=9) + spam_new],
-                 first_author=1000)
+    _decide_rows(app, [(t, 0) for t in friendly(40, seed=9) + CHEERS[55:]]
+                 + [(t, 1) for t in toxic(15, seed=9) + SPAM[45:]], first_author=1000)
     with app.app_context():
         public_only = retrain(db.session, store, base=base, since=None, report_dir=tmp_path / "r2",
                               correction_c=1e-6)
     gate = public_only["gate"]
-    assert public_only["promoted"] is False and gate["passed"] is False and gate["delta"] < -0.01
-    assert gate["compared_rows"] == 70 and gate["removed"] == 30 and gate["kept"] == 40
+    assert public_only["promoted"] is False and gate["passed"] is False and gate["delta"] < -0.1
+    assert (gate["compared_rows"], gate["removed"], gate["kept"]) == (90, 30, 60)
     assert read_pointer(store.root) == first["candidate"]
     assert store.version_dir(public_only["candidate"]).is_dir()  # kept for inspection, not served
     candidate = load_model(store.version_dir(public_only["candidate"]))
@@ -303,7 +310,6 @@ def test_the_site_outweighs_the_public_prior_and_the_gate_compares_on_site_decis
     on_public = {name: site_model.weighted_auc(labels, model.predict_proba(base.texts))
                  for name, model in (("candidate", candidate), ("serving", learnt))}
     assert on_public["candidate"] > on_public["serving"]  # better on the public data, refused all the same
-    assert prior.version != learnt.version
 
 
 def _second_version(tmp_path: Path, first: str) -> tuple[Path, str]:

@@ -33,11 +33,13 @@ def _progress(message: str) -> None:
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses or cannot run (needs --reason).")
 @click.option("--reason", help="Why --force was needed; recorded in the metadata and the history.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--correction-c", default=None, type=click.FloatRange(min=0, min_open=True), hidden=True,
+              help="Inverse strength of the correction's penalty (benchmarks/replay_site.py compares values).")
 @click.option("--max-leak", "--min-reject-precision", "ignored", hidden=True, type=float,
               help="No longer used: the routing policy (MODERATION_MAX_LEAK, the dashboard) sets them.")
 def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str | None, store: str | None,
             min_new_decisions: int, tolerance: float, force: bool, reason: str | None, seed: int,
-            ignored: float | None) -> None:
+            correction_c: float | None, ignored: float | None) -> None:
     """Learn the site's moderation from its decisions; promote the candidate only if it is not worse on new ones."""
     from moderation.services.policy import current_policy
     from moderation.services.retraining import RetrainRefused
@@ -61,7 +63,8 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
             policy = current_policy(session, config).policy
             result = run(session, models, base=base, since=since, report_dir=report_dir, policy=policy,
                          tolerance=tolerance, force=force, force_reason=reason, min_new_decisions=min_new_decisions,
-                         seed=seed, progress=_progress)
+                         seed=seed, progress=_progress,
+                         **({"correction_c": correction_c} if correction_c is not None else {}))
     except (RetrainRefused, ValueError, ModelError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     if "skipped" in result:

@@ -47,7 +47,7 @@ from moderation.ml.model import ARTIFACT_FORMAT, file_sha256, write_metadata
 # from dozens of decisions; see benchmarks/replay_site.py for what it buys.
 CORRECTION_C = 0.1
 # The prior's logit enters multiplied by this, so the penalty on its coefficient a / PRIOR_SCALE is negligible.
-PRIOR_SCALE = 100.0
+PRIOR_SCALE = 10.0
 FOLDS = 5
 ARTIFACT_NAME = "model.joblib"
 
@@ -92,12 +92,12 @@ def prior_logit(prior: Prior, x: sparse.csr_matrix) -> np.ndarray:
 def fit_correction(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, *, C: float = CORRECTION_C,
                    weights: np.ndarray | None = None) -> Correction:
     """Fit a, b and w on the site's decisions (balanced classes, like the prior)."""
-    design = sparse.hstack([sparse.csr_matrix(np.asarray(logit).reshape(-1, 1) / PRIOR_SCALE), x], format="csr")
+    design = sparse.hstack([sparse.csr_matrix(np.asarray(logit).reshape(-1, 1) * PRIOR_SCALE), x], format="csr")
     # lbfgs leaves the intercept unpenalised; liblinear would shrink b as well.
     model = LogisticRegression(C=C, class_weight="balanced", solver="lbfgs", max_iter=5000)
     model.fit(design, np.asarray(labels, dtype=int), sample_weight=weights)
     coef = model.coef_[0]
-    return Correction(a=float(coef[0]) / PRIOR_SCALE, b=float(model.intercept_[0]), w=np.asarray(coef[1:]), C=C)
+    return Correction(a=float(coef[0]) * PRIOR_SCALE, b=float(model.intercept_[0]), w=np.asarray(coef[1:]), C=C)
 
 
 def corrected_logit(correction: Correction, x: sparse.csr_matrix, logit: np.ndarray) -> np.ndarray:
@@ -115,14 +115,16 @@ def cross_fit(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, group
               folds: int = FOLDS) -> tuple[np.ndarray, int]:
     """Return out-of-fold corrected probabilities and the folds used (grouped, stratified K-fold).
 
-    Each `scored` row (default: all) is scored by a correction fitted without its group's scored rows;
-    the other rows (no random sample: they train, they are not scored) join every fold's training. Rows
-    not scored are NaN.
+    Each `scored` row (default: all) is scored by a correction fitted without its group's scored rows
+    (by row when there are fewer groups than folds); the other rows (no random sample: they train, they
+    are not scored) join every fold's training. Rows not scored are NaN.
     """
     labels = np.asarray(labels, dtype=int)
     scored = np.ones(len(labels), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
     idx, extra = np.flatnonzero(scored), np.flatnonzero(~scored)
     sub_labels, sub_groups = labels[idx], [groups[i] for i in idx]
+    if len(set(sub_groups)) < folds:  # a site with a handful of articles: fold by row instead
+        sub_groups = [str(i) for i in idx]
     folds = min(folds, len(set(sub_groups)), int(np.bincount(sub_labels, minlength=2).min()))
     if folds < 2:
         raise ValueError("cross-fitting needs at least two groups and two decisions of each class")

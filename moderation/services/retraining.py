@@ -153,12 +153,14 @@ class Plan:
     cutoff: datetime | None
     correct: bool  # enough decisions to correct the prior and calibrate on them
     gate_possible: bool
+    read_at: datetime
 
 
 def plan(session: Session, store, *, base: Dataset, since: datetime | None, policy: RoutingPolicy,
          force: bool, min_new_decisions: int = 0) -> Plan | str:
     """Return the run's plan, or why there is nothing to do; raise RetrainRefused if it must not run."""
     current = store.load_serving()
+    read_at = utcnow()  # every decision taken before this is read below: what the candidate will have seen
     decisions = site_decisions(session, since, fallback_audit_rate=policy.audit_rate)
     cutoff = trained_until(current.metadata)
     new = [d for d in decisions if _is_new(d, cutoff)]
@@ -182,7 +184,7 @@ def plan(session: Session, store, *, base: Dataset, since: datetime | None, poli
             f"the site decisions taken {since_text}, which neither model trained on; it has {gate_removed} removed "
             f"and {gate_kept} kept. Nothing was trained or changed. Wait for more decisions, or promote without "
             "a gate with --force --reason")
-    return Plan(current, decisions, sample, gate_rows, cutoff, correct, gate_possible)
+    return Plan(current, decisions, sample, gate_rows, cutoff, correct, gate_possible, read_at)
 
 
 def retrain(
@@ -206,7 +208,6 @@ def retrain(
         say(planned)
         return {"skipped": planned}
     p = planned
-    trained_at = utcnow()
     feedback = feedback_decisions(session, since)
     removed, kept = _counts(p.sample)
     say(f"{len(p.decisions)} site decisions ({len(p.sample)} usable for calibration: {removed} removed, {kept} kept), "
@@ -225,7 +226,7 @@ def retrain(
         else:
             prior_model = p.current
         result = _candidate(p, prior_model, feedback, staging, policy=policy, seed=seed, correction_c=correction_c,
-                            trained_at=trained_at, base=base, prior_dir=prior_dir if base.texts else None, say=say)
+                            trained_at=p.read_at, base=base, prior_dir=prior_dir if base.texts else None, say=say)
         return _gate_and_promote(p, result, store, staging, report_dir=report_dir, policy=policy,
                                  tolerance=tolerance, force=force, force_reason=force_reason, say=say)
     finally:
