@@ -26,7 +26,16 @@ from moderation.ml.registry import ModelStore, history, read_pointer
 from moderation.models import APPROVED, PENDING, REJECTED, Comment
 from moderation.services import articles, queue
 from moderation.services.comments import NewComment, submit_comment
-from moderation.services.retraining import Decision, decision_weight, measured_removal_rate, retrain, site_decisions
+from moderation.services.retraining import (
+    Decision,
+    decision_weight,
+    effective_size,
+    gate_sample,
+    measured_removal_rate,
+    pooled_weights,
+    retrain,
+    site_decisions,
+)
 from moderation.services.routing import Thresholds
 from tests.conftest import FRIENDLY, TOXIC
 from tests.german_corpus import friendly, toxic
@@ -177,6 +186,36 @@ def test_audit_weights_give_the_sites_removal_rate_and_thresholds():
     assert whole > 0.15
     assert weighted == pytest.approx(whole, abs=0.02)
     assert abs(unweighted - whole) > 0.05
+
+
+def _rows(version: str, labels: list[int], weights: list[float]) -> list[Decision]:
+    return [Decision("", y, f"{version}{i}", "", None, w, "held" if w == 1 else "audit sample", version)
+            for i, (y, w) in enumerate(zip(labels, weights, strict=True))]
+
+
+def test_versions_pool_their_weights_by_what_each_knows():
+    """A version that held everything knows the stream from 100 decisions; one that decided nearly all comments
+    alone knows it from 50 held and 2 audited ones (weight 50): pooled, each counts by its own effective size."""
+    everything = _rows("v1", [0] * 90 + [1] * 10, [1.0] * 100)
+    mostly_alone = _rows("v2", [0] * 40 + [1] * 10 + [0, 0], [1.0] * 50 + [50.0, 50.0])
+    pooled = pooled_weights(everything + mostly_alone)
+    assert pooled[:100].tolist() == [1.0] * 100
+    assert pooled[100:].sum() == pytest.approx(150 ** 2 / 5050)
+    assert effective_size(pooled) == pytest.approx(100 + 150 ** 2 / 5050)
+    # Plain inverse-propensity weights would let the two audited comments outweigh all the rest.
+    assert effective_size(np.asarray([d.weight for d in everything + mostly_alone])) < 13
+    assert measured_removal_rate(everything + mostly_alone) == pytest.approx(
+        (10 + 10 * 150 / 5050) / (100 + 150 ** 2 / 5050))
+
+
+@pytest.mark.parametrize(("audited", "how", "rows"), [
+    (0, "weighted", 90),  # every decision held: weight 1
+    (3, "held only", 90),  # three audited comments with weight 50 would decide the comparison
+])
+def test_the_gate_falls_back_to_the_held_decisions_when_audit_weights_dominate(audited, how, rows):
+    new = _rows("v", [1] * 30 + [0] * 60 + [0] * audited, [1.0] * 90 + [50.0] * audited)
+    chosen, weights, used = gate_sample(new)
+    assert (used, len(chosen)) == (how, rows) and weights.tolist() == [1.0] * rows
 
 
 def test_min_new_decisions_then_a_correction_that_the_service_reloads(app, app_config, make_app, decided, store,

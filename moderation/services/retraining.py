@@ -16,10 +16,12 @@ Which decisions count for what (`decision_weight`):
 The candidate is the prior (the serving model's, or one trained on `--base` files) corrected on the
 site's decisions (`moderation.ml.site`). Its routing calibration uses all usable decisions through
 K-fold cross-fitting: every decision is scored by a correction fitted without it, and those
-out-of-fold scores, with the weights, are the `calibration` in the candidate's metadata, at the
-site's removal rate as the weighted decisions measure it. The gate compares candidate and serving
-model on the decisions taken since the serving model was trained (neither model trained on them;
-the candidate's out-of-fold scores) by weighted ROC-AUC.
+out-of-fold scores, with the weights (pooled across the model versions that routed the comments:
+`pooled_weights`), are the `calibration` in the candidate's metadata, at the site's removal rate as the
+weighted decisions measure it. The gate compares candidate and serving model on the decisions taken
+since the serving model was trained (neither model trained on them; the candidate's out-of-fold
+scores) by weighted ROC-AUC, or on the held ones alone when the audit weights leave too few
+effective decisions (`gate_sample`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Decision:
     decided_at: datetime | None
     weight: float | None
     why: str
+    routed_by: str = ""  # the model version that routed the comment at intake: its weights' regime
 
 
 def decision_weight(reasons: list[str], audited: bool, audit_rate: float | None,
@@ -94,15 +97,16 @@ def site_decisions(session: Session, since: datetime | None = None, *,
                    fallback_audit_rate: float = 0.02) -> list[Decision]:
     """Moderators' decisions on comments, oldest first, each with its weight (erased comments are skipped)."""
     query = select(Comment.id, Comment.article_id, Comment.text, Comment.status, Comment.reasons, Comment.audited,
-                   Comment.audit_rate, Comment.decided_at).where(
+                   Comment.audit_rate, Comment.decided_at, Comment.model_version).where(
         Comment.decided_by.is_not(None), Comment.status.in_([APPROVED, REJECTED]), Comment.text != "")
     if since is not None:
         query = query.where(Comment.decided_at >= since)
     rows = []
-    for cid, aid, text, status, reasons, audited, rate, decided_at in session.execute(query.order_by(Comment.id)):
+    for cid, aid, text, status, reasons, audited, rate, decided_at, version in session.execute(
+            query.order_by(Comment.id)):
         weight, why = decision_weight(list(reasons or ()), bool(audited), rate, fallback_audit_rate)
         rows.append(Decision(text, int(status == REJECTED), f"comment:{cid}", f"article:{aid}", decided_at,
-                             weight, why))
+                             weight, why, version))
     return rows
 
 
@@ -136,10 +140,58 @@ def _counts(rows: list[Decision]) -> tuple[int, int]:
     return removed, len(rows) - removed
 
 
+def pooled_weights(rows: list[Decision]) -> np.ndarray:
+    """Return each usable decision's weight for the calibration, pooled across the model versions that routed them.
+
+    Under one routing (one model version) the inverse-propensity weights make its decisions stand for all
+    its comments; but when that model decided most comments alone, a handful of audited ones carry weights
+    of 1 / audit rate and the estimate is noisy (Kish's effective size of the version's decisions is small).
+    Each version's decisions estimate the same stream, so they are pooled in proportion to how much each
+    knows: a version's weights are scaled to sum to its effective size (Kish: (Σw)² / Σw²). The pooled
+    effective size is then the sum of the versions' own, instead of collapsing to the smallest. Exactly
+    unbiased if the site's stream does not change between versions; otherwise the versions that held more
+    comments count more.
+    """
+    weights = np.asarray([d.weight for d in rows], dtype=float)
+    pooled = np.empty_like(weights)
+    versions = np.asarray([d.routed_by for d in rows])
+    for version in set(versions.tolist()):
+        mine = versions == version
+        total, squares = weights[mine].sum(), np.square(weights[mine]).sum()
+        pooled[mine] = weights[mine] * total / squares  # sums to total² / squares, the effective size
+    return pooled
+
+
 def measured_removal_rate(rows: list[Decision]) -> float | None:
-    """Return the site's removal rate as its weighted decisions estimate it (Hajek), or None without any."""
-    total = sum(d.weight for d in rows if d.weight)
-    return sum(d.weight for d in rows if d.weight and d.label) / total if total else None
+    """Return the site's removal rate as its usable decisions estimate it (weighted Hajek), or None without any."""
+    usable = [d for d in rows if d.weight]
+    if not usable:
+        return None
+    weights = pooled_weights(usable)
+    return float(weights[[d.label == 1 for d in usable]].sum() / weights.sum())
+
+
+def effective_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size of weighted observations."""
+    return float(weights.sum() ** 2 / np.square(weights).sum()) if len(weights) else 0.0
+
+
+def gate_sample(rows: list[Decision]) -> tuple[list[Decision], np.ndarray, str] | None:
+    """Return (rows, weights, how) the gate compares on, or None when they cannot tell the models apart.
+
+    All new usable decisions with their inverse-propensity weights while each class keeps an effective size of
+    MIN_GATE_PER_CLASS; otherwise (a few audited comments with large weights would decide the comparison) the
+    held ones alone, unweighted: both models ranked on the comments that needed a person.
+    """
+    labels = np.asarray([d.label for d in rows], dtype=int)
+    weights = np.asarray([d.weight for d in rows], dtype=float)
+    if len(rows) and min(effective_size(weights[labels == c]) for c in (0, 1)) >= MIN_GATE_PER_CLASS:
+        return rows, weights, "weighted"
+    held = [d for d in rows if d.why == "held"]
+    removed, kept = _counts(held)
+    if min(removed, kept) >= MIN_GATE_PER_CLASS:
+        return held, np.ones(len(held)), "held only"
+    return None
 
 
 @dataclass
@@ -149,7 +201,9 @@ class Plan:
     current: LoadedModel
     decisions: list[Decision]
     sample: list[Decision]  # usable for calibration (weighted)
-    gate_rows: list[Decision]  # usable decisions taken since the serving model was trained
+    gate_rows: list[Decision]  # usable decisions taken since the serving model was trained (or the held ones)
+    gate_weights: np.ndarray
+    gate_how: str  # "weighted" or "held only"
     cutoff: datetime | None
     correct: bool  # enough decisions to correct the prior and calibrate on them
     gate_possible: bool
@@ -175,16 +229,18 @@ def plan(session: Session, store, *, base: Dataset, since: datetime | None, poli
         return (f"only {len(sample)} usable site decisions ({removed} removed, {kept} kept; at least "
                 f"{MIN_SITE_DECISIONS} with {MIN_SITE_PER_CLASS} of each are needed): {current.version} keeps "
                 "serving with its prior calibration; nothing trained")
-    gate_rows = [d for d in new if d.weight is not None]
-    gate_removed, gate_kept = _counts(gate_rows)
-    gate_possible = min(gate_removed, gate_kept) >= MIN_GATE_PER_CLASS
-    if not gate_possible and not force:
+    new_usable = [d for d in new if d.weight is not None]
+    chosen = gate_sample(new_usable)
+    if chosen is None and not force:
+        gate_removed, gate_kept = _counts(new_usable)
         raise RetrainRefused(
             f"the gate needs at least {MIN_GATE_PER_CLASS} removed and {MIN_GATE_PER_CLASS} kept comments among "
             f"the site decisions taken {since_text}, which neither model trained on; it has {gate_removed} removed "
             f"and {gate_kept} kept. Nothing was trained or changed. Wait for more decisions, or promote without "
             "a gate with --force --reason")
-    return Plan(current, decisions, sample, gate_rows, cutoff, correct, gate_possible, read_at)
+    gate_rows, gate_weights, gate_how = chosen if chosen is not None else (new_usable, np.ones(len(new_usable)), "")
+    return Plan(current, decisions, sample, gate_rows, gate_weights, gate_how, cutoff, correct, chosen is not None,
+                read_at)
 
 
 def retrain(
@@ -271,12 +327,13 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
     correction = site_model.fit_correction(x, logit, labels, C=correction_c)
     pipeline = site_model.corrected_pipeline(prior_model.pipeline, prior, correction)
 
-    weights = np.asarray([train_rows[i].weight for i in idx], dtype=float)
+    weights = pooled_weights([train_rows[i] for i in idx])
     rate = measured_removal_rate(p.sample)
     evidence = Evidence.from_labels(
         oof[idx], labels[idx], weights, measured_removal_rate=rate,
         source=(f"out-of-fold scores ({folds}-fold cross-fitting grouped by article, seed {seed}) of {len(idx)} "
-                "site decisions, weighted by the inverse of the probability that each reached a person"))
+                "site decisions, weighted by the inverse of the probability that each reached a person, pooled "
+                "across the model versions that routed them"))
     decision = prior_model.decision_threshold
     weighted = {"removed": round(evidence.removed.effective_size, 1), "kept": round(evidence.kept.effective_size, 1)}
     why = Counter(d.why for d in p.decisions)
@@ -323,12 +380,13 @@ def _gate_and_promote(p: Plan, built: _Built, store, staging: Path, *, report_di
                       say: Callable[[str], None]) -> dict[str, Any]:
     metadata = built.metadata
     current = p.current
+    compared_on = ("site decisions taken since the serving model was trained (neither model trained on them), "
+                   + ("weighted by the inverse of their audit propensity" if p.gate_how == "weighted" else
+                      "the held ones alone (the audited ones' weights left too few effective decisions)"))
     gate: dict[str, Any] = {"metric": "weighted_roc_auc", "tolerance": tolerance, "compared_with": current.version,
-                            "compared_on": "site decisions taken since the serving model was trained (neither model "
-                                           "trained on them), weighted by the inverse of their audit propensity",
-                            "compared_rows": len(p.gate_rows)}
+                            "compared_on": compared_on, "compared_rows": len(p.gate_rows)}
     y = np.asarray([d.label for d in p.gate_rows], dtype=int)
-    w = np.asarray([d.weight for d in p.gate_rows], dtype=float)
+    w = p.gate_weights
     cur_scores = None
     if p.gate_possible:
         say(f"scoring {len(p.gate_rows)} decisions for the gate with {current.version}")
