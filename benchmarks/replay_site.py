@@ -207,12 +207,18 @@ def plot(batches: list[dict[str, Any]], max_leak: float, out: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.bar(x, [b["automation"] * 100 for b in batches], color="#4c72b0")
     left.set(xlabel="batch", ylabel="decided without a person (%)", title="Automation", xticks=x)
-    leaks = [(b["leak"]["share"] or 0) * 100 for b in batches]
-    errors = [[leak - (b["leak"]["low"] or 0) * 100 for leak, b in zip(leaks, batches, strict=True)],
-              [(b["leak"]["high"] or 0) * 100 - leak for leak, b in zip(leaks, batches, strict=True)]]
-    right.errorbar(x, leaks, yerr=errors, fmt="o", capsize=4, label="labels (95% CI)")
+    shown = [b for b in batches if b["leak"]["n"]]  # a batch that published nothing alone has no leak
+    leaks = [b["leak"]["share"] * 100 for b in shown]
+    errors = [[leak - b["leak"]["low"] * 100 for leak, b in zip(leaks, shown, strict=True)],
+              [b["leak"]["high"] * 100 - leak for leak, b in zip(leaks, shown, strict=True)]]
+    right.errorbar([b["batch"] for b in shown], leaks, yerr=errors, fmt="o", capsize=4, label="labels (95% CI)")
+    for b in batches:
+        if not b["leak"]["n"]:
+            right.annotate("nothing\npublished alone", (b["batch"], 0), ha="center", fontsize=7)
     right.axhline(max_leak * 100, linestyle="--", color="black", linewidth=0.8, label="budget")
-    right.set(xlabel="batch", ylabel="removed share of auto-published (%)", title="Leak", xticks=x)
+    right.set(xlabel="batch", ylabel="removed share of auto-published (%)", title="Leak", xticks=x,
+              xlim=(0.5, x[-1] + 0.5))
+    right.set_ylim(bottom=0)
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
