@@ -281,8 +281,8 @@ def retrain(
             prior_model = load_model(prior_dir)
         else:
             prior_model = p.current
-        result = _candidate(p, prior_model, feedback, staging, policy=policy, seed=seed, correction_c=correction_c,
-                            trained_at=p.read_at, base=base, prior_dir=prior_dir if base.texts else None, say=say)
+        result = _candidate(p, prior_model, feedback, staging, seed=seed, correction_c=correction_c,
+                            prior_dir=prior_dir if base.texts else None, say=say)
         return _gate_and_promote(p, result, store, staging, report_dir=report_dir, policy=policy,
                                  tolerance=tolerance, force=force, force_reason=force_reason, say=say)
     finally:
@@ -296,9 +296,8 @@ class _Built:
     gate_scores: np.ndarray | None  # the candidate's held-out scores of the gate rows
 
 
-def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], staging: Path, *,
-               policy: RoutingPolicy, seed: int, correction_c: float, trained_at: datetime, base: Dataset,
-               prior_dir: Path | None, say: Callable[[str], None]) -> _Built:
+def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], staging: Path, *, seed: int,
+               correction_c: float, prior_dir: Path | None, say: Callable[[str], None]) -> _Built:
     """Write the candidate into `staging`: the corrected prior, or the prior alone on too few decisions."""
     if not p.correct:
         say(f"too few site decisions to learn from ({len(p.sample)} usable; at least {MIN_SITE_DECISIONS} with "
@@ -340,7 +339,7 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
     metadata = {
         "training_data": [*prior_model.metadata.get("training_data", []),
                           {"path": "database decisions", "rows": len(p.decisions), "feedback_rows": len(feedback),
-                           "until": trained_at.isoformat(timespec="seconds")}],
+                           "until": p.read_at.isoformat(timespec="seconds")}],
         "rows": len(texts),
         "offensive_rows": int(labels.sum()),
         "served_domain": prior_model.metadata.get("served_domain"),
@@ -363,7 +362,7 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
             "decisions": len(p.decisions), "usable": len(p.sample), "removed": int(labels[idx].sum()),
             "by_route": dict(sorted(why.items())), "effective_sizes": weighted,
             "measured_removal_rate": None if rate is None else round(rate, 4),
-            "trained_until": trained_at.isoformat(), "corrected": True,
+            "trained_until": p.read_at.isoformat(), "corrected": True,
             "prior": prior.version, "correction": {"C": correction.C, "prior_scale": round(correction.a, 4),
                                                     "intercept": round(correction.b, 4),
                                                     "nonzero_weights": int(np.count_nonzero(correction.w))},
