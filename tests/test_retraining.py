@@ -26,17 +26,16 @@ from moderation.ml.registry import ModelStore, history, read_pointer
 from moderation.models import APPROVED, PENDING, REJECTED, Comment
 from moderation.services import articles, queue
 from moderation.services.comments import NewComment, submit_comment
-from moderation.services.retraining import (
+from moderation.services.retraining import gate_sample, retrain
+from moderation.services.routing import Thresholds
+from moderation.services.site_decisions import (
     Decision,
     decision_weight,
     effective_size,
-    gate_sample,
     measured_removal_rate,
     pooled_weights,
-    retrain,
     site_decisions,
 )
-from moderation.services.routing import Thresholds
 from tests.conftest import FRIENDLY, TOXIC
 from tests.german_corpus import friendly, toxic
 from tests.servers import ROOT, service_env

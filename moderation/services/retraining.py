@@ -1,17 +1,6 @@
 """Retraining from the site's decisions: read them with their weights, correct the prior, gate, promote.
 
-Which decisions count for what (`decision_weight`):
-
-- A comment the model held (or premoderation held: it holds whole articles, whatever they say)
-  reached a person with probability 1: its decision trains, calibrates and gates with weight 1.
-- A comment drawn into the audit sample reached one with probability `audit_rate` (recorded at
-  intake; the policy's current rate for comments stored before it was): weight 1 / audit_rate, so the
-  sample stands for every comment the model decided alone.
-- A comment the model published or rejected alone and a person decided anyway (a reader reported it,
-  an author appealed) was not drawn at random: it trains, but neither calibrates nor gates.
-- A comment a rule routed (banned author, banned or suspect term) is the rules' business, not the
-  model's: the thresholds never route such comments, so their decisions train but do not calibrate.
-- Integration feedback (Coral's decisions) trains only: nothing says how those comments were chosen.
+Which decisions count for what, and with which weight: `moderation.services.site_decisions`.
 
 The candidate is the prior (the serving model's, or one trained on `--base` files) corrected on the
 site's decisions (`moderation.ml.site`). Its routing calibration uses all usable decisions through
@@ -26,7 +15,6 @@ effective decisions (`gate_sample`).
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -36,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
@@ -48,9 +35,16 @@ from moderation.ml.metrics import classification_metrics
 from moderation.ml.model import write_metadata
 from moderation.ml.retrain_report import write_retrain_report
 from moderation.ml.train import default_routing
-from moderation.models import APPROVED, REJECTED, Comment
-from moderation.services.feedback import feedback_labels
 from moderation.services.policy import RoutingPolicy
+from moderation.services.site_decisions import (
+    Decision,
+    class_counts,
+    effective_size,
+    feedback_decisions,
+    measured_removal_rate,
+    pooled_weights,
+    site_decisions,
+)
 
 # Below these the site's decisions neither correct the prior nor calibrate it: retrain says so and the
 # prior calibration stays. The Clopper-Pearson bounds allow next to no automation on fewer anyway.
@@ -58,66 +52,10 @@ MIN_SITE_DECISIONS = 100
 MIN_SITE_PER_CLASS = 20
 # The gate's weighted ROC-AUC needs this many decisions of each class neither model trained on.
 MIN_GATE_PER_CLASS = 10
-RULE_REASONS = frozenset({"author_banned", "banned_term", "suspect_term"})
 
 
 class RetrainRefused(ValueError):
     """The run cannot do what was asked; raised before anything was trained or written."""
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A person's decision on a comment, as a label; `weight` None: trains, but is no random sample."""
-
-    text: str
-    label: int
-    key: str
-    group: str
-    decided_at: datetime | None
-    weight: float | None
-    why: str
-    routed_by: str = ""  # the model version that routed the comment at intake: its weights' regime
-
-
-def decision_weight(reasons: list[str], audited: bool, audit_rate: float | None,
-                    fallback_audit_rate: float) -> tuple[float | None, str]:
-    """Return (inverse-propensity weight or None, why) for a decided comment; see the module docstring."""
-    if audited:
-        rate = audit_rate if audit_rate is not None else fallback_audit_rate
-        return (1.0 / rate, "audit sample") if rate > 0 else (None, "audit sample of unknown rate")
-    applied = set(reasons or ())
-    if applied & RULE_REASONS:
-        return None, "routed by a rule"
-    if not applied or "toxicity_high" in applied:
-        return None, "decided by the model alone, then by a person"
-    return 1.0, "held"
-
-
-def site_decisions(session: Session, since: datetime | None = None, *,
-                   fallback_audit_rate: float = 0.02) -> list[Decision]:
-    """Moderators' decisions on comments, oldest first, each with its weight (erased comments are skipped)."""
-    query = select(Comment.id, Comment.article_id, Comment.text, Comment.status, Comment.reasons, Comment.audited,
-                   Comment.audit_rate, Comment.decided_at, Comment.model_version).where(
-        Comment.decided_by.is_not(None), Comment.status.in_([APPROVED, REJECTED]), Comment.text != "")
-    if since is not None:
-        query = query.where(Comment.decided_at >= since)
-    rows = []
-    for cid, aid, text, status, reasons, audited, rate, decided_at, version in session.execute(
-            query.order_by(Comment.id)):
-        weight, why = decision_weight(list(reasons or ()), bool(audited), rate, fallback_audit_rate)
-        rows.append(Decision(text, int(status == REJECTED), f"comment:{cid}", f"article:{aid}", decided_at,
-                             weight, why, version))
-    return rows
-
-
-def feedback_decisions(session: Session, since: datetime | None = None) -> list[Decision]:
-    """Integrations' feedback labels: they train only."""
-    rows = []
-    for text, label in feedback_labels(session, since):
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        rows.append(Decision(text, int(label), f"feedback:{digest}", f"feedback:{digest[:4]}", None, None,
-                             "integration feedback"))
-    return rows
 
 
 def trained_until(metadata: dict[str, Any]) -> datetime | None:
@@ -135,47 +73,6 @@ def _is_new(decision: Decision, cutoff: datetime | None) -> bool:
     return at is not None and (at if at.tzinfo else at.replace(tzinfo=UTC)) > cutoff
 
 
-def _counts(rows: list[Decision]) -> tuple[int, int]:
-    removed = sum(d.label for d in rows)
-    return removed, len(rows) - removed
-
-
-def pooled_weights(rows: list[Decision]) -> np.ndarray:
-    """Return each usable decision's weight for the calibration, pooled across the model versions that routed them.
-
-    Under one routing (one model version) the inverse-propensity weights make its decisions stand for all
-    its comments; but when that model decided most comments alone, a handful of audited ones carry weights
-    of 1 / audit rate and the estimate is noisy (Kish's effective size of the version's decisions is small).
-    Each version's decisions estimate the same stream, so they are pooled in proportion to how much each
-    knows: a version's weights are scaled to sum to its effective size (Kish: (Σw)² / Σw²). The pooled
-    effective size is then the sum of the versions' own, instead of collapsing to the smallest. Exactly
-    unbiased if the site's stream does not change between versions; otherwise the versions that held more
-    comments count more.
-    """
-    weights = np.asarray([d.weight for d in rows], dtype=float)
-    pooled = np.empty_like(weights)
-    versions = np.asarray([d.routed_by for d in rows])
-    for version in set(versions.tolist()):
-        mine = versions == version
-        total, squares = weights[mine].sum(), np.square(weights[mine]).sum()
-        pooled[mine] = weights[mine] * total / squares  # sums to total² / squares, the effective size
-    return pooled
-
-
-def measured_removal_rate(rows: list[Decision]) -> float | None:
-    """Return the site's removal rate as its usable decisions estimate it (weighted Hajek), or None without any."""
-    usable = [d for d in rows if d.weight]
-    if not usable:
-        return None
-    weights = pooled_weights(usable)
-    return float(weights[[d.label == 1 for d in usable]].sum() / weights.sum())
-
-
-def effective_size(weights: np.ndarray) -> float:
-    """Kish's effective sample size of weighted observations."""
-    return float(weights.sum() ** 2 / np.square(weights).sum()) if len(weights) else 0.0
-
-
 def gate_sample(rows: list[Decision]) -> tuple[list[Decision], np.ndarray, str] | None:
     """Return (rows, weights, how) the gate compares on, or None when they cannot tell the models apart.
 
@@ -188,7 +85,7 @@ def gate_sample(rows: list[Decision]) -> tuple[list[Decision], np.ndarray, str] 
     if len(rows) and min(effective_size(weights[labels == c]) for c in (0, 1)) >= MIN_GATE_PER_CLASS:
         return rows, weights, "weighted"
     held = [d for d in rows if d.why == "held"]
-    removed, kept = _counts(held)
+    removed, kept = class_counts(held)
     if min(removed, kept) >= MIN_GATE_PER_CLASS:
         return held, np.ones(len(held)), "held only"
     return None
@@ -223,7 +120,7 @@ def plan(session: Session, store, *, base: Dataset, since: datetime | None, poli
     if len(new) < min_new_decisions:
         return f"{len(new)} new decisions {since_text}; --min-new-decisions is {min_new_decisions}: nothing to do"
     sample = [d for d in decisions if d.weight is not None]
-    removed, kept = _counts(sample)
+    removed, kept = class_counts(sample)
     correct = len(sample) >= MIN_SITE_DECISIONS and min(removed, kept) >= MIN_SITE_PER_CLASS
     if not correct and not base.texts:
         return (f"only {len(sample)} usable site decisions ({removed} removed, {kept} kept; at least "
@@ -232,7 +129,7 @@ def plan(session: Session, store, *, base: Dataset, since: datetime | None, poli
     new_usable = [d for d in new if d.weight is not None]
     chosen = gate_sample(new_usable)
     if chosen is None and not force:
-        gate_removed, gate_kept = _counts(new_usable)
+        gate_removed, gate_kept = class_counts(new_usable)
         raise RetrainRefused(
             f"the gate needs at least {MIN_GATE_PER_CLASS} removed and {MIN_GATE_PER_CLASS} kept comments among "
             f"the site decisions taken {since_text}, which neither model trained on; it has {gate_removed} removed "
@@ -265,7 +162,7 @@ def retrain(
         return {"skipped": planned}
     p = planned
     feedback = feedback_decisions(session, since)
-    removed, kept = _counts(p.sample)
+    removed, kept = class_counts(p.sample)
     say(f"{len(p.decisions)} site decisions ({len(p.sample)} usable for calibration: {removed} removed, {kept} kept), "
         f"{len(feedback)} integration labels, {len(p.gate_rows)} decisions for the gate, "
         f"{len(base.texts)} base rows")
@@ -397,7 +294,7 @@ def _gate_and_promote(p: Plan, built: _Built, store, staging: Path, *, report_di
                     removed=int(y.sum()), kept=int(len(y) - y.sum()))
     else:
         passed = False
-        removed, kept = _counts(p.gate_rows)
+        removed, kept = class_counts(p.gate_rows)
         gate.update(candidate=None, current=None, delta=None, passed=False, removed=removed, kept=kept,
                     note=f"too few decisions for the gate (at least {MIN_GATE_PER_CLASS} of each class needed)")
     promoted = passed or force
