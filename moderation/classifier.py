@@ -104,8 +104,8 @@ class Serving:
         if self.evidence is None:
             return ()
         decision = self.model.decision_threshold
-        return calibrate(self.evidence, policy.for_calibration(), curve_leaks=leaks, approve_at_most=decision,
-                         reject_at_least=decision).curve
+        return calibrate(self.evidence, policy.for_calibration(self.evidence.measured_removal_rate),
+                         curve_leaks=leaks, approve_at_most=decision, reject_at_least=decision).curve
 
 
 def settle_thresholds(model: LoadedModel, evidence: Evidence | None, manual: tuple[float | None, float | None],
@@ -119,8 +119,9 @@ def settle_thresholds(model: LoadedModel, evidence: Evidence | None, manual: tup
     decision = model.decision_threshold
     calibration = None
     if evidence is not None:
-        calibration = calibrate(evidence, policy.for_calibration(), approve_at_most=decision,
-                                reject_at_least=decision)
+        # The site's removal rate as its decisions measured it (retrain) wins over the one it expects.
+        calibration = calibrate(evidence, policy.for_calibration(evidence.measured_removal_rate),
+                                approve_at_most=decision, reject_at_least=decision)
         auto_approve, auto_reject, source = calibration.approve_threshold, calibration.reject_threshold, "calibration"
     else:
         auto_approve, auto_reject, source = model.approve_threshold, model.reject_threshold, "model"

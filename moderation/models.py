@@ -79,6 +79,9 @@ class Comment(Base):
     # rule decided), and whether that decision was drawn into the audit sample and held for a person instead.
     auto_route: Mapped[str | None] = mapped_column(String(16))
     audited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The audit rate in force at intake: the probability that a decision the model took alone reached a person
+    # (retraining weights audited decisions by its inverse). None for comments stored before it was recorded.
+    audit_rate: Mapped[float | None] = mapped_column(Float)
 
     article: Mapped[Article] = relationship(lazy="joined", innerjoin=True)
 

@@ -69,6 +69,9 @@ class ExpectedOut(Schema):
     leak_upper = fields.Float(allow_none=True, required=True)
     reject_precision = fields.Float(allow_none=True, required=True)
     reject_precision_lower = fields.Float(allow_none=True, required=True)
+    removal_rate = fields.Float(required=True, metadata={
+        "description": "The removal rate the thresholds are calibrated at: the site's as `retrain` measured it from "
+                       "its decisions, else the policy's expected_removal_rate."})
     removed_samples = fields.Float(required=True)
     kept_samples = fields.Float(required=True)
     source = fields.String(required=True)

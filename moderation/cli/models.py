@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from moderation.cli.common import OldSpellings, ProgressOutput, cli_session, model_store, store_option
+from moderation.cli.common import OldSpellings, ProgressOutput, cli_config, cli_session, model_store, store_option
 from moderation.ml import ModelError
 from moderation.ml.data import DataError, Dataset, read_dataset, read_datasets
 from moderation.ml.registry import Measurement, VersionInfo
@@ -17,50 +17,65 @@ from moderation.ml.registry import Measurement, VersionInfo
 
 @click.command()
 @click.option("--base", "base_paths", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Base training file (GermEval 2018 TSV, GermEval 2021 CSV, CSV/JSONL with text,label). Repeat.")
+              help="Train the prior anew on this public file (GermEval 2018 TSV, GermEval 2021 CSV, CSV/JSONL with "
+                   "text,label; repeat). Without it the serving model's prior is corrected.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="Only decisions taken on or after this date (UTC).")
 @click.option("--report", "--out", "report_dir", cls=OldSpellings, type=click.Path(file_okay=False),
               help="Report folder; default reports/retrain-<time>.")
 @store_option
-@click.option("--max-leak", default=0.02, show_default=True, type=click.FloatRange(0, 1),
-              help="At most this share of auto-approved comments may be offensive.")
-@click.option("--min-reject-precision", default=0.95, show_default=True, type=click.FloatRange(0, 1),
-              help="At least this share of auto-rejected comments must be offensive.")
+@click.option("--min-new-decisions", default=0, show_default=True, type=click.IntRange(0),
+              help="Exit 0 without training when fewer decisions arrived since the serving model was trained.")
 @click.option("--tolerance", default=0.01, show_default=True, type=click.FloatRange(0, 1),
-              help="How much lower the candidate's macro-F1 may be and still be promoted.")
-@click.option("--force", is_flag=True, help="Promote even if the gate refuses (needs --reason).")
+              help="How much lower the candidate's weighted ROC-AUC on new site decisions may be and still pass.")
+@click.option("--force", is_flag=True, help="Promote even if the gate refuses or cannot run (needs --reason).")
 @click.option("--reason", help="Why --force was needed; recorded in the metadata and the history.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--correction-c", default=None, type=click.FloatRange(min=0, min_open=True), hidden=True,
+              help="Inverse strength of the correction's penalty (benchmarks/replay_site.py compares values).")
+@click.option("--max-leak", "--min-reject-precision", "ignored", hidden=True, type=float,
+              help="No longer used: the routing policy (MODERATION_MAX_LEAK, the dashboard) sets them.")
 def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str | None, store: str | None,
-            max_leak: float, min_reject_precision: float, tolerance: float, force: bool, reason: str | None,
-            seed: int) -> None:
-    """Fold moderator decisions into the model; promote the candidate only if it is not worse."""
+            min_new_decisions: int, tolerance: float, force: bool, reason: str | None, seed: int,
+            correction_c: float | None, ignored: float | None) -> None:
+    """Learn the site's moderation from its decisions; promote the candidate only if it is not worse on new ones."""
+    from moderation.services.policy import current_policy
+    from moderation.services.retraining import RetrainRefused
     from moderation.services.retraining import retrain as run
 
     if force and not reason:
         raise click.UsageError("--force needs --reason")
+    if ignored is not None:
+        click.echo("--max-leak and --min-reject-precision are ignored: the site's routing policy sets them "
+                   "(MODERATION_MAX_LEAK, MODERATION_MIN_REJECT_PRECISION, or the dashboard)", err=True)
     try:
         base = read_datasets(list(base_paths)) if base_paths else Dataset()
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
+    config = cli_config()
     models = model_store(store)
     report_dir = report_dir or f"reports/retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     since = since.replace(tzinfo=UTC) if since else None
     try:
         with cli_session() as session, ProgressOutput(timestamps=True) as progress:
-            result = run(session, models, base=base, since=since, report_dir=report_dir, max_leak=max_leak,
-                         min_reject_precision=min_reject_precision, tolerance=tolerance, force=force,
-                         force_reason=reason, seed=seed, progress=progress)
-    except (ValueError, ModelError, OSError) as exc:
+            policy = current_policy(session, config).policy
+            result = run(session, models, base=base, since=since, report_dir=report_dir, policy=policy,
+                         tolerance=tolerance, force=force, force_reason=reason, min_new_decisions=min_new_decisions,
+                         seed=seed, progress=progress,
+                         **({"correction_c": correction_c} if correction_c is not None else {}))
+    except (RetrainRefused, ValueError, ModelError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    held = result["routing"]["held_out"]
+    if "skipped" in result:
+        click.echo(json.dumps({"skipped": result["skipped"]}, indent=2))
+        return
+    expected = result["expected"]
     click.echo(json.dumps({
         "candidate": result["candidate"], "current": result["current"], "promoted": result["promoted"],
         "gate": result["gate"], "report": result["report"],
-        "routing": {k: result["routing"][k] for k in ("approve_threshold", "reject_threshold")},
-        "automation_rate": held["automation_rate"], "expected_leak": held["approved_offensive_rate"],
-        "rejected_precision": held["rejected_precision"],
+        "routing": {k: expected.get(k) for k in ("approve_threshold", "reject_threshold")},
+        "removal_rate": expected.get("removal_rate"), "automated_share": expected.get("automated_share"),
+        "expected_leak": expected.get("leak"), "reject_precision": expected.get("reject_precision"),
+        "site": result["site"],
     }, indent=2, default=float))
 
 
@@ -93,31 +108,33 @@ def list_(store: str | None, as_json: bool) -> None:
 
 def _measured_on(measurement: Measurement) -> str:
     names = [source["name"] + (f" ({source['sha256'][:8]})" if source.get("sha256") else "")
-             + (f" since {source['since'][:10]}" if source.get("since") else "") for source in measurement.data]
+             + (f" since {source['since'][:10]}" if source.get("since") else "")
+             + (f" until {source['until'][:10]}" if source.get("until") else "") for source in measurement.data]
     text = measurement.rows_from + (" of " + ", ".join(names) if names else "")
     if measurement.compared_with:
         other = measurement.compared_with
-        text += f"; {other['version']} scored {other['macro_f1']:.4f} on the same rows"
+        text += f"; {other['version']} scored {other['value']:.4f} on the same rows"
     return text
 
 
 def _table(versions: list[VersionInfo]) -> str:
-    """One line per figure; a retrained version has two (held-out slice, cross-validation), which do not compare."""
-    rows = [["", "VERSION", "CREATED", "MACRO-F1", "PROTOCOL", "ROWS", "MEASURED ON"]]
+    """One line per figure; a retrained version has two (its gate's, its own validation), which do not compare."""
+    rows = [["", "VERSION", "CREATED", "METRIC", "VALUE", "PROTOCOL", "ROWS", "MEASURED ON"]]
     for info in versions:
         for n, figure in enumerate(info.measurements or [None]):
             rows.append([
                 "*" if info.serving and n == 0 else "",
                 info.version + (" shipped" if info.shipped else "") if n == 0 else "",
                 info.created_at if n == 0 else "",
-                f"{figure.macro_f1:.4f}" if figure else "-",
+                figure.metric if figure else "-",
+                f"{figure.value:.4f}" if figure else "-",
                 figure.protocol if figure else "not measured",
                 str(figure.rows) if figure and figure.rows is not None else "",
                 _measured_on(figure) if figure else ""])
     widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
     lines = []
     for row in rows:
-        cells = [cell.rjust(width) if col == 5 else cell.ljust(width)  # ROWS is a number
+        cells = [cell.rjust(width) if col == 6 else cell.ljust(width)  # ROWS is a number
                  for col, (cell, width) in enumerate(zip(row, widths, strict=True))]
         lines.append(f"{cells[0]} {'  '.join(cells[1:])}".rstrip())
     return "\n".join(lines)

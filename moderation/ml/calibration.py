@@ -150,10 +150,18 @@ class Evidence:
     removed: ClassSample
     kept: ClassSample
     source: str = ""
+    # The site's removal rate as its own (weighted) decisions measure it; None: the policy's expected rate applies.
+    measured_removal_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        rate = self.measured_removal_rate
+        if rate is not None and not (_is_number(rate) and 0.0 < rate < 1.0):
+            raise ValueError(f"measured_removal_rate must be a fraction between 0 and 1, got {rate!r}")
 
     @classmethod
     def from_labels(cls, scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
-                    weights: Sequence[float] | np.ndarray | None = None, *, source: str = "") -> Evidence:
+                    weights: Sequence[float] | np.ndarray | None = None, *, source: str = "",
+                    measured_removal_rate: float | None = None) -> Evidence:
         """Split scored rows by label (1: removed, 0: kept)."""
         scores = np.asarray(scores, dtype=float)
         labels = np.asarray(labels, dtype=int)
@@ -163,7 +171,8 @@ class Evidence:
         if w is not None and w.shape != scores.shape:
             raise ValueError(f"{scores.size} scores but {w.size} weights")
         return cls(ClassSample(scores[labels == 1], None if w is None else w[labels == 1]),
-                   ClassSample(scores[labels == 0], None if w is None else w[labels == 0]), source)
+                   ClassSample(scores[labels == 0], None if w is None else w[labels == 0]), source,
+                   measured_removal_rate)
 
     @property
     def sample_removal_rate(self) -> float | None:
@@ -178,6 +187,8 @@ class Evidence:
             "rows": {"removed": self.removed.size, "kept": self.kept.size},
             "sample_removal_rate": None if self.sample_removal_rate is None else round(self.sample_removal_rate, 4),
             "decimals": DECIMALS,
+            **({"measured_removal_rate": round(self.measured_removal_rate, 6)}
+               if self.measured_removal_rate is not None else {}),
             "removed": _rounded(self.removed.scores),
             "kept": _rounded(self.kept.scores),
         }
@@ -200,7 +211,10 @@ class Evidence:
                 raise ValueError(f"calibration {name + '_weights'!r} must be a list of weights")
             samples.append(ClassSample(np.asarray(scores, dtype=float),
                                        None if weights is None else np.asarray(weights, dtype=float)))
-        return cls(samples[0], samples[1], str(stored.get("source", "")))
+        rate = stored.get("measured_removal_rate")
+        if rate is not None and not _is_number(rate):
+            raise ValueError("calibration 'measured_removal_rate' must be a number")
+        return cls(samples[0], samples[1], str(stored.get("source", "")), rate)
 
 
 def _is_number(value: Any) -> bool:

@@ -16,9 +16,9 @@ import numpy as np
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics
 from moderation.ml.model import ModelError, file_sha256, read_metadata, write_metadata
-from moderation.ml.pipeline import served_rows
+from moderation.ml.pipeline import SERVED_DOMAIN, served_rows
 from moderation.ml.progress import Progress, silent
-from moderation.ml.train import N_SPLITS, calibration_evidence, cross_fit, default_routing
+from moderation.ml.train import N_SPLITS, calibration_evidence, cross_fit, default_routing, has_served_rows
 
 # Two runs of the same folds agree to rounding; a different recipe or data moves macro-F1 far more.
 MACRO_F1_TOLERANCE = 1e-6
@@ -67,6 +67,9 @@ def recalibrate(model_dir: str | Path, datasets: list[Dataset], *, n_jobs: int =
     seed = int(metadata.get("seed", 0))
     params = dict(metadata["hyperparameters"])
     labels = np.asarray(data.labels, dtype=int)
+    if not has_served_rows(data.domains, labels):
+        raise ModelError(f"the model trained on no {SERVED_DOMAIN} rows of both classes: nothing to calibrate on "
+                         "(retrain calibrates it on the site's decisions)")
     say(f"recomputing out-of-fold scores of {len(data.texts)} rows ({N_SPLITS} folds, seed {seed})")
     oof, folds, _ = cross_fit(data.texts, labels, data.groups, params, seed=seed, n_jobs=n_jobs,
                               domains=data.domains, final=False, progress=say)

@@ -29,15 +29,20 @@ CANDIDATE = ".candidate"
 
 @dataclass(frozen=True)
 class Measurement:
-    """A version's macro-F1 with the rows it was measured on and how: figures measured differently do not compare."""
+    """One figure a version's metadata records, with what it measures, on which rows and how.
 
-    macro_f1: float
-    protocol: str                       # "cross-validation", "held-out slice" or "held-out decisions"
+    Figures with different metrics, protocols or data do not compare; a retrain's gate figure comes with the
+    figure of the model it replaced on the same rows, which does.
+    """
+
+    metric: str                         # "macro-F1" or "weighted ROC-AUC"
+    value: float
+    protocol: str                       # "cross-validation", "cross-fitting", "new site decisions", "held-out slice"
     method: str                         # the protocol in the metadata's own words
     rows: int | None                    # how many rows were scored
     rows_from: str                      # which of the data's rows those were
-    data: tuple[dict[str, str], ...]    # the data they came from: name, and sha256 (files) or since (decisions)
-    compared_with: dict | None = None   # the model a retrain's gate scored on the same rows: version, macro_f1
+    data: tuple[dict[str, str], ...]    # the data they came from: name, and sha256 (files) or since/until (decisions)
+    compared_with: dict | None = None   # the model a retrain's gate scored on the same rows: version, value
 
 
 @dataclass(frozen=True)
@@ -77,35 +82,45 @@ DECISIONS_SOURCE = "database decisions"  # the name a retrain gives the moderato
 
 
 def _source(source: dict) -> dict[str, str]:
-    return {"name": source.get("path", "?"), **{key: source[key] for key in ("sha256", "since") if key in source}}
+    return {"name": source.get("path", "?"),
+            **{key: source[key] for key in ("sha256", "since", "until") if source.get(key)}}
 
 
 def measurements(metadata: dict) -> list[Measurement]:
-    """Return the macro-F1 figures a model's metadata records, each with its protocol and data.
+    """Return the figures a model's metadata records, each with its metric, protocol and data.
 
-    A retrained version has two: the gate's, on the held-out slice (first, since the promotion went by it,
-    beside the model it was compared with on the same rows), and the cross-validation on its training rows.
+    A retrained version has two: its gate's (first, since the promotion went by it, beside the figure of the
+    model it was compared with on the same rows), and its own validation on its training rows.
     """
     sources = [_source(s) for s in metadata.get("training_data") or []]
+    decisions = tuple(s for s in sources if s["name"] == DECISIONS_SOURCE)
     found = []
-    gate, held_out = metadata.get("gate") or {}, metadata.get("held_out_metrics") or {}
-    if held_out.get("macro_f1") is not None:
+    gate = metadata.get("gate") or {}
+    if gate.get("metric") == "weighted_roc_auc" and gate.get("candidate") is not None:
+        found.append(Measurement(
+            "weighted ROC-AUC", gate["candidate"], "new site decisions", gate.get("compared_on", ""),
+            gate.get("compared_rows"), "site decisions neither model trained on", decisions,
+            {"version": gate["compared_with"], "value": gate["current"]}))
+    held_out = metadata.get("held_out_metrics") or {}
+    if held_out.get("macro_f1") is not None:  # versions retrained before the gate compared on site decisions
         compared_on = gate.get("compared_on", "whole held-out slice")
         decisions_only = compared_on.startswith("held-out decisions")
         share = (metadata.get("holdout") or {}).get("share")
         held = f"held out by key hash ({share:.0%} of labelled items)" if share is not None else "held out"
         found.append(Measurement(
-            held_out["macro_f1"], "held-out decisions" if decisions_only else "held-out slice",
+            "macro-F1", held_out["macro_f1"], "held-out decisions" if decisions_only else "held-out slice",
             f"{held}, trained on by neither model; {compared_on}", gate.get("compared_rows", held_out.get("rows")),
-            "held-out decisions" if decisions_only else compared_on,
-            tuple(s for s in sources if s["name"] == DECISIONS_SOURCE) if decisions_only else tuple(sources),
-            {"version": gate["compared_with"], "macro_f1": gate.get("current")} if "compared_with" in gate else None))
+            "held-out decisions" if decisions_only else compared_on, decisions if decisions_only else tuple(sources),
+            {"version": gate["compared_with"], "value": gate.get("current")} if "compared_with" in gate else None))
     validation = metadata.get("validation") or {}
     figures = validation.get("at_decision_threshold") or {}
     if figures.get("macro_f1") is not None:
-        found.append(Measurement(figures["macro_f1"], "cross-validation", validation.get("method", "cross-validation"),
-                                 validation.get("rows", figures.get("rows")), validation.get("rows_from", "all rows"),
-                                 tuple(sources)))
+        site = (metadata.get("site") or {}).get("corrected", False)
+        found.append(Measurement(
+            "macro-F1", figures["macro_f1"], "cross-fitting" if site else "cross-validation",
+            validation.get("method", "cross-validation"), validation.get("rows", figures.get("rows")),
+            "usable site decisions" if site else validation.get("rows_from", "all rows"),
+            decisions if site else tuple(sources)))
     return found
 
 

@@ -1,4 +1,4 @@
-"""The retraining report: both models on the held-out slice, side by side, with plots."""
+"""The retraining report: candidate and serving model on the gate's site decisions, side by side, with plots."""
 
 from __future__ import annotations
 
@@ -13,74 +13,86 @@ from sklearn.metrics import precision_recall_curve
 from moderation.ml import extras
 
 
-def automation_curve(y: np.ndarray, scores: np.ndarray, reject: float) -> tuple[np.ndarray, np.ndarray]:
-    """For approve thresholds from 0 to the reject threshold: (share decided without a person, leak)."""
+def automation_curve(y: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None,
+                     points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """For approve thresholds from 0 to 1: (weighted share published below it, weighted removed share among those)."""
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float)
+    total = w.sum()
     automation, leak = [], []
-    rejected = scores >= reject
-    for t in np.linspace(0, reject, 101):
-        approved = scores < t
-        automation.append((approved.sum() + rejected.sum()) / len(scores))
-        leak.append(y[approved].mean() if approved.any() else 0.0)
+    for t in np.linspace(0, 1, points):
+        below = scores < t
+        published = w[below].sum()
+        automation.append(published / total if total else 0.0)
+        leak.append(w[below & (y == 1)].sum() / published if published else 0.0)
     return np.asarray(automation), np.asarray(leak)
 
 
-def write_retrain_report(out_dir: str | Path, y, scores: dict[str, np.ndarray], metrics: dict[str, dict],
-                         routing: dict[str, Any], gate: dict[str, Any], notes: dict[str, str] | None = None) -> Path:
-    """Write report.json, precision_recall.png, automation.png and index.html; return the index path."""
+def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def write_retrain_report(out_dir: str | Path, y, weights, scores: dict[str, np.ndarray | None],
+                         gate: dict[str, Any], expected: dict[str, Any]) -> Path:
+    """Write report.json, precision_recall.png, automation.png and index.html; return the index path.
+
+    `y`, `weights` and `scores` are the gate's decisions (possibly none, when the run was forced without a gate).
+    """
     plt = extras.pyplot("the retraining report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y, dtype=int)
-    notes = notes or {}
+    w = np.asarray(weights, dtype=float)
+    drawable = {v: np.asarray(s) for v, s in scores.items() if s is not None and len(set(y.tolist())) == 2}
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for version, s in scores.items():
-        precision, recall, _ = precision_recall_curve(y, s)
-        ax.plot(recall, precision, label=f"{version}{notes.get(version, '')}")
-    ax.set(xlabel="recall (offensive)", ylabel="precision (offensive)", xlim=(0, 1), ylim=(0, 1.02),
-           title="Held-out slice: precision-recall")
-    ax.legend(fontsize=8)
+    for version, s in drawable.items():
+        precision, recall, _ = precision_recall_curve(y, s, sample_weight=w)
+        ax.plot(recall, precision, label=version)
+    ax.set(xlabel="recall (removed)", ylabel="precision (removed)", xlim=(0, 1), ylim=(0, 1.02),
+           title="Gate decisions: precision-recall (weighted)")
+    if drawable:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no decisions to compare on", ha="center")
     fig.tight_layout()
     fig.savefig(out / "precision_recall.png", dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for version, s in scores.items():
-        automation, leak = automation_curve(y, s, routing["reject_threshold"])
-        ax.plot(leak * 100, automation * 100, label=f"{version}{notes.get(version, '')}")
-    ax.axvline(routing["approve_max_offensive"] * 100, linestyle="--", color="black", linewidth=0.8)
-    ax.set(xlabel="leak: offensive share of auto-approved (%)", ylabel="decided without a person (%)",
-           title="Automation rate against leak")
-    ax.legend(fontsize=8)
+    for version, s in drawable.items():
+        automation, leak = automation_curve(y, s, w)
+        ax.plot(leak * 100, automation * 100, label=version)
+    if expected.get("policy"):
+        ax.axvline(expected["policy"]["max_leak"] * 100, linestyle="--", color="black", linewidth=0.8)
+    ax.set(xlabel="leak: removed share of published (%)", ylabel="published without a person (%)",
+           title="Publishing against leak (gate decisions, weighted)")
+    if drawable:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "automation.png", dpi=100)
     plt.close(fig)
 
-    summary = {"gate": gate, "routing": routing, "metrics": metrics}
+    summary = {"gate": gate, "expected_under_policy": expected}
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
-    rows = "".join(
-        f"<tr><td>{html.escape(v)}</td><td>{m['macro_f1']:.4f}</td><td>{m.get('roc_auc') or 0:.4f}</td>"
-        f"<td>{m['threshold']:.3f}</td></tr>" for v, m in metrics.items())
-    held = routing["held_out"]
     verdict = "promoted" if gate["passed"] or gate["forced"] else "not promoted"
-    compared = f"{html.escape(gate['compared_on'])}, {gate['compared_rows']} rows"
     forced_note = f" — forced: {html.escape(str(gate['reason']))}" if gate["forced"] else ""
+    auto = expected.get("automated_share")
     page = f"""<!doctype html><meta charset="utf-8"><title>Retraining report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto}}td,th{{padding:.2rem .8rem}}</style>
 <h1>Retraining report</h1>
-<p><b>Candidate {verdict}</b>: macro-F1 {gate['candidate']:.4f} against {gate['current']:.4f}
-(Δ {gate['delta']:+.4f}, tolerance {gate['tolerance']}; compared on {compared}){forced_note}.
-Held-out slice: {gate['held_out_rows']} rows, {gate['held_out_decisions']} of them moderator decisions.</p>
-<table><tr><th>model</th><th>macro-F1</th><th>ROC-AUC</th><th>decision threshold</th></tr>{rows}</table>
-<h2>Routing of the candidate (calibrated on the slice)</h2>
-<p>approve below {routing['approve_threshold']:.4f}, reject at {routing['reject_threshold']:.4f} or above:
-{held['automation_rate'] * 100:.1f}% decided without a person; expected leak
-{(held['approved_offensive_rate'] or 0) * 100:.2f}% of auto-approved
-(limit {routing['approve_max_offensive'] * 100:.1f}%);
-rejected precision {(held['rejected_precision'] or 0) * 100:.1f}% (at least
-{routing['reject_min_precision'] * 100:.0f}%).</p>
+<p><b>Candidate {verdict}</b>{forced_note}. Gate: weighted ROC-AUC {_fmt(gate.get('candidate'))} against
+{_fmt(gate.get('current'))} of {html.escape(gate['compared_with'])} (tolerance {gate['tolerance']}), on
+{gate['compared_rows']} {html.escape(gate['compared_on'])}: {gate.get('removed', 0)} removed,
+{gate.get('kept', 0)} kept.</p>
+<h2>The candidate under the site's policy (expected, from its calibration)</h2>
+<p>publish below {_fmt(expected.get('approve_threshold'))}, reject at {_fmt(expected.get('reject_threshold'))}
+or above: {_fmt(None if auto is None else auto * 100, '{:.1f}')}% decided without a person at a removal
+rate of {_fmt(expected.get('policy', {}).get('removal_rate') if expected.get('removal_rate') is None
+              else expected.get('removal_rate'), '{:.3f}')}; leak {_fmt(expected.get('leak'))} (upper bound
+{_fmt(expected.get('leak_upper'))}), reject precision {_fmt(expected.get('reject_precision'))} (lower bound
+{_fmt(expected.get('reject_precision_lower'))}).</p>
 <img src="precision_recall.png" alt="precision-recall of both models">
-<img src="automation.png" alt="automation rate against leak">
+<img src="automation.png" alt="share published against leak">
 """
     (out / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"

@@ -218,7 +218,7 @@ def submit_comment(
         "category": score.category, "reasons": list(routing.reasons), "model_version": model.version,
         "created_at": now, "updated_at": now, "decided_by": None, "decided_at": None, "report_count": 0,
         "reported": False, "claimed_by": None, "claimed_until": None,
-        "auto_route": routing.auto, "audited": routing.audited,
+        "auto_route": routing.auto, "audited": routing.audited, "audit_rate": thresholds.audit_rate,
     }
     connection = session.connection()
     if article_info is not None:

@@ -42,10 +42,10 @@ class RoutingPolicy:
     expected_removal_rate: float = 0.10
     audit_rate: float = 0.02
 
-    def for_calibration(self) -> Policy:
-        """Return what the threshold calibration needs of this policy."""
+    def for_calibration(self, measured_removal_rate: float | None = None) -> Policy:
+        """Return what the threshold calibration needs of this policy (at the measured removal rate, if any)."""
         return Policy(max_leak=self.max_leak, min_reject_precision=self.min_reject_precision,
-                      removal_rate=self.expected_removal_rate)
+                      removal_rate=measured_removal_rate or self.expected_removal_rate)
 
     def as_dict(self) -> dict[str, float]:
         """Return the policy as plain numbers."""

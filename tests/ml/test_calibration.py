@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import beta
@@ -232,3 +234,18 @@ def test_malformed_calibration_is_refused(stored):
 def test_policy_refuses_values_out_of_range(changes):
     with pytest.raises(ValueError):
         Policy(**changes)
+
+
+@pytest.mark.parametrize("rate", [0.0731, None])
+def test_the_measured_removal_rate_travels_with_the_calibration(rate):
+    evidence = Evidence.from_labels([0.1, 0.2, 0.9], [0, 0, 1], [1.0, 50.0, 1.0], measured_removal_rate=rate)
+    stored = evidence.to_metadata()
+    assert ("measured_removal_rate" in stored) is (rate is not None)
+    assert Evidence.from_metadata(json.loads(json.dumps(stored))).measured_removal_rate == rate
+
+
+@pytest.mark.parametrize("rate", [0, 1, -0.1, 1.5, "0.1", True])
+def test_a_measured_removal_rate_outside_0_and_1_is_refused(rate):
+    stored = Evidence.from_labels([0.1, 0.9], [0, 1]).to_metadata()
+    with pytest.raises(ValueError, match="measured_removal_rate"):
+        Evidence.from_metadata({**stored, "measured_removal_rate": rate})

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from moderation.ml import load_model, train_and_save
 from moderation.ml.pipeline import DomainAdaptedLogisticRegression, build_pipeline
-from moderation.ml.train import fit_pipeline
+from moderation.ml.train import NOT_CALIBRATED, fit_pipeline
 
 
 def _data(seed: int = 0):
@@ -153,3 +153,15 @@ def test_training_with_domains_validates_on_the_served_rows(tmp_path):
     assert model.pipeline.named_steps["clf"].domains_ == ["comment", "tweet"]
     for text in ("So eine Lachnummer", "Danke, gut erklärt", "Du Idiot 😂!!"):
         assert model.score(text).toxicity == pytest.approx(model.pipeline.predict_proba([text])[0, 1], abs=1e-9)
+
+
+def test_a_model_trained_on_tweets_alone_decides_nothing_until_the_site_calibrates_it(tmp_path):
+    """Tweets' scores say nothing of how comments score: no calibration, thresholds 0 and 1 (everything held)."""
+    rows = [(f"{t} ({i})", y) for i in range(4) for t, y in TWEETS]
+    texts, labels = zip(*rows, strict=True)
+    meta = train_and_save(list(texts), list(labels), tmp_path / "m", domains=["tweet"] * len(texts), seed=0)
+    assert "calibration" not in meta and meta["validation"]["rows_from"] == "all rows"
+    assert (meta["routing"]["approve_threshold"], meta["routing"]["reject_threshold"]) == (0.0, 1.0)
+    assert meta["routing"]["source"] == NOT_CALIBRATED
+    model = load_model(tmp_path / "m")  # the service routes by these when a model carries no calibration
+    assert (model.approve_threshold, model.reject_threshold) == (0.0, 1.0)

@@ -128,13 +128,20 @@ GATE = {"metric": "macro_f1", "candidate": 0.86, "current": 0.62, "compared_with
         "held_out_rows": 100, "held_out_decisions": 61, "compared_rows": 61,
         "compared_on": "held-out decisions only (the serving model trained on the base slice)"}
 SHIPPED_CV = registry_module.Measurement(
-    0.6769, "cross-validation", "stratified grouped 5-fold cross-validation, seed 0", 3244, "the comment rows",
+    "macro-F1", 0.6769, "cross-validation", "stratified grouped 5-fold cross-validation, seed 0", 3244,
+    "the comment rows",
     ({"name": "germeval2018.training.txt", "sha256": "0f88" * 16},
      {"name": "GermEval21_TrainData.csv", "sha256": "4ffb" * 16}))
 RETRAINED_CV = registry_module.Measurement(
-    0.81, "cross-validation", "stratified grouped 5-fold cross-validation, seed 0", 390, "all rows",
+    "macro-F1", 0.81, "cross-validation", "stratified grouped 5-fold cross-validation, seed 0", 390, "all rows",
     ({"name": "base.jsonl", "sha256": "ab12" * 16}, {"name": "database decisions", "since": DECISIONS["since"]}))
 HELD_OUT = "held out by key hash (20% of labelled items), trained on by neither model"
+SITE_UNTIL = "2026-12-07T10:00:00+00:00"
+SITE_DECISIONS = {"path": "database decisions", "rows": 720, "feedback_rows": 0, "until": SITE_UNTIL}
+SITE_CV = {"method": "5-fold cross-fitting of the correction on the site's decisions, grouped by article", "rows": 700,
+           "at_decision_threshold": {"rows": 700, "macro_f1": 0.64}, "weighted_roc_auc": 0.7}
+SITE_GATE = {"metric": "weighted_roc_auc", "candidate": 0.71, "current": 0.66, "compared_with": "2026.12.06-c2b80d2",
+             "compared_on": "site decisions taken since the serving model was trained", "compared_rows": 300}
 
 
 @pytest.mark.parametrize(("metadata", "expected"), [
@@ -145,17 +152,26 @@ HELD_OUT = "held out by key hash (20% of labelled items), trained on by neither 
     pytest.param({"training_data": [*BASE, DECISIONS], "validation": RETRAIN_CV, "gate": GATE, "holdout": HOLDOUT,
                   "held_out_metrics": {"rows": 61, "macro_f1": 0.86}}, [
         registry_module.Measurement(
-            0.86, "held-out decisions", f"{HELD_OUT}; {GATE['compared_on']}", 61, "held-out decisions",
+            "macro-F1", 0.86, "held-out decisions", f"{HELD_OUT}; {GATE['compared_on']}", 61, "held-out decisions",
             ({"name": "database decisions", "since": DECISIONS["since"]},),
-            {"version": "2026.12.06-c2b80d2", "macro_f1": 0.62}),
+            {"version": "2026.12.06-c2b80d2", "value": 0.62}),
         RETRAINED_CV], id="retrained over a model that saw the base slice: held-out decisions"),
     pytest.param({"training_data": [*BASE, DECISIONS], "validation": RETRAIN_CV, "holdout": HOLDOUT,
                   "gate": {**GATE, "compared_on": "held-out comments", "compared_rows": 80},
                   "held_out_metrics": {"rows": 80, "macro_f1": 0.84}}, [
         registry_module.Measurement(
-            0.84, "held-out slice", f"{HELD_OUT}; held-out comments", 80, "held-out comments",
-            RETRAINED_CV.data, {"version": "2026.12.06-c2b80d2", "macro_f1": 0.62}),
+            "macro-F1", 0.84, "held-out slice", f"{HELD_OUT}; held-out comments", 80, "held-out comments",
+            RETRAINED_CV.data, {"version": "2026.12.06-c2b80d2", "value": 0.62}),
         RETRAINED_CV], id="retrained over a retrained model: held-out comments"),
+    pytest.param({"training_data": [*GERMEVAL, SITE_DECISIONS], "validation": SITE_CV, "gate": SITE_GATE,
+                  "site": {"corrected": True}}, [
+        registry_module.Measurement(
+            "weighted ROC-AUC", 0.71, "new site decisions", SITE_GATE["compared_on"], 300,
+            "site decisions neither model trained on", ({"name": "database decisions", "until": SITE_UNTIL},),
+            {"version": "2026.12.06-c2b80d2", "value": 0.66}),
+        registry_module.Measurement(
+            "macro-F1", 0.64, "cross-fitting", SITE_CV["method"], 700, "usable site decisions",
+            ({"name": "database decisions", "until": SITE_UNTIL},))], id="corrected on the site's decisions"),
 ])
 def test_each_figure_names_its_protocol_and_the_data_it_was_measured_on(metadata, expected):
     assert registry_module.measurements(metadata) == expected
@@ -167,6 +183,7 @@ def test_versions_carry_their_measurements(store, other_model):
     shipped = infos[store.shipped_version()]
     [figure] = shipped.measurements
     assert (figure.protocol, figure.rows, figure.data) == ("cross-validation", 12, ({"name": "tiny"},))
-    assert figure.macro_f1 == load_model(store.shipped).metadata["validation"]["at_decision_threshold"]["macro_f1"]
+    assert (figure.metric, figure.value) == (
+        "macro-F1", load_model(store.shipped).metadata["validation"]["at_decision_threshold"]["macro_f1"])
     assert [m.protocol for m in infos[other].measurements] == ["cross-validation"]
     assert infos[other].measurements[0].data == ()  # trained without naming its data
