@@ -81,7 +81,9 @@ def test_forged_cookie_refused_and_real_sign_in_works_on_both_workers(tmp_path, 
                               data={"api_key": admin, "csrf_token": CSRF.search(login.text).group(1)})
         assert signed.status_code == 302 and signed.headers["Location"] == "/moderation/"
         for attempt in range(200):
-            page = browser.get(f"{base}/moderation/", allow_redirects=False, timeout=10)
+            # A new connection each time: a kept-alive one stays with the worker that accepted it.
+            page = browser.get(f"{base}/moderation/", allow_redirects=False, timeout=10,
+                               headers={"Connection": "close"})
             assert page.status_code == 200 and "chefin" in page.text, attempt
             if attempt >= 10 and len(workers_that_answered(log, "/moderation/", 200)) == 2:
                 break

@@ -64,7 +64,7 @@ ROUTES = [
     ("GET", "/$discovery/rest", None, None, 200, NO_STORE),
     ("GET", "/moderation/login", None, None, 200, NO_STORE),
     ("GET", "/moderation/", None, None, 302, NO_STORE),
-    ("GET", "/demo/", None, None, 302, NO_STORE),
+    ("GET", "/demo/", None, None, 404, NO_STORE),  # off unless MODERATION_DEMO=1
     ("GET", "/gibt-es-nicht", None, None, 404, NO_STORE),
     ("DELETE", "/healthz", None, None, 405, NO_STORE),
 ]
