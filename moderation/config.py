@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "model"
 DEFAULT_MODEL_STORE = DEFAULT_INSTANCE_DIR / "models"
+DEFAULT_REPORT_DIR = DEFAULT_INSTANCE_DIR / "reports"
 ENVIRONMENTS = ("development", "production")
 MIN_SECRET_BYTES = 32
 MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
@@ -170,6 +171,8 @@ SETTINGS: tuple[Setting, ...] = (
             "while the model store names no version; default `model/`."),
     Setting("MODEL_STORE", str, None, "Writable folder of retrained and promoted versions (`retrain`, `models`); "
             "its CURRENT serves; default `instance/models/`."),
+    Setting("REPORT_DIR", str, None, "Folder that `retrain` writes its report into when `--report` is not given "
+            "(one folder per run, `retrain-<time>`); default `instance/reports/`."),
     Setting("SECRET_KEY", str, None,
             "Signs session cookies; required in production (32 bytes or more). Development makes a random one "
             "per start, so a restart signs every moderator out."),
@@ -322,6 +325,7 @@ def finalize(config: dict[str, Any]) -> None:
         raise ConfigError(f"{PREFIX}RATELIMIT_STORAGE_URL must not be the database itself; use a file of its own")
     config["RATELIMIT_STORAGE_URL"] = storage
     config["MODEL_STORE"] = str(config.get("MODEL_STORE") or DEFAULT_MODEL_STORE)
+    config["REPORT_DIR"] = str(config.get("REPORT_DIR") or DEFAULT_REPORT_DIR)
     # No fixed fallback: whoever knows a shared key can sign cookies. gunicorn preloads the app in the
     # master, so every worker inherits this one.
     config["SECRET_KEY"] = config.get("SECRET_KEY") or secrets.token_urlsafe(48)

@@ -18,6 +18,7 @@ def test_defaults():
     assert config["MAX_CONTENT_LENGTH"] == 65536
     assert config["MODEL_DIR"] == str(ROOT / "model")
     assert config["MODEL_STORE"] == str(ROOT / "instance" / "models")  # ignored by git, like the database
+    assert config["REPORT_DIR"] == str(ROOT / "instance" / "reports")  # retrain's reports: ignored by git too
 
 
 def test_values_are_parsed():

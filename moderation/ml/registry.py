@@ -239,15 +239,55 @@ class ModelStore:
         os.replace(tmp, self.root / POINTER)  # atomic: readers see the old or the new version, never half
         return entry
 
+    def rollback_target(self) -> str | None:
+        """Return the version `rollback` would serve, or None when there is none."""
+        current = self.pointer()
+        if current is None:
+            return None
+        for entry in reversed(self.history()):
+            if entry["version"] == current and entry.get("previous") not in (None, current):
+                return entry["previous"]
+        return None
+
     def rollback(self, *, reason: str = "rollback") -> dict:
         """Serve the version that served before the current one."""
         current = self.pointer()
         if current is None:
             raise ModelError(f"{self.root} serves the shipped model {self.shipped_version()}: nothing to roll back")
-        for entry in reversed(self.history()):
-            if entry["version"] == current and entry.get("previous") not in (None, current):
-                return self.promote(entry["previous"], reason=reason)
-        raise ModelError(f"no earlier version recorded for {current} in {self.root / HISTORY}")
+        target = self.rollback_target()
+        if target is None:
+            raise ModelError(f"no earlier version recorded for {current} in {self.root / HISTORY}")
+        return self.promote(target, reason=reason)
+
+    def prune_plan(self, keep: int) -> tuple[list[VersionInfo], dict[str, str]]:
+        """Return (versions to remove, oldest first; {kept version: why}) for keeping the `keep` newest stored ones.
+
+        The serving version, its rollback target and the shipped model are kept whatever `keep` says.
+        """
+        if keep < 0:
+            raise ValueError("keep must be 0 or more")
+        try:
+            shipped = self.shipped_version()
+        except ModelError:
+            shipped = None
+        kept = {}
+        for version, why in ((shipped, "shipped"), (self.rollback_target(), "rollback target"),
+                             (self.serving_version(), "serving")):
+            if version is not None:
+                kept[version] = why
+        stored = [info for info in self.versions() if info.path.parent == self.root / VERSIONS]
+        newest = [info.version for info in stored[::-1] if info.version not in kept][:keep]
+        kept.update((version, f"one of the {keep} newest") for version in newest)
+        return [info for info in stored if info.version not in kept], kept
+
+    def remove(self, version: str) -> None:
+        """Delete a stored version's folder (whole or not at all: it is renamed out of the versions first)."""
+        folder = self.version_dir(version)
+        if version in (self.serving_version(), self.rollback_target()):
+            raise ModelError(f"{version} serves or is the rollback target: not removed")
+        trash = self.root / VERSIONS / f".prune-{os.getpid()}-{version}"
+        folder.rename(trash)
+        shutil.rmtree(trash)
 
     def export(self, version: str, out: str | Path) -> Path:
         """Write `version` (checked to load) as a plain model folder at `out`, which must not exist yet."""
