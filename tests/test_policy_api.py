@@ -162,6 +162,9 @@ def test_a_lower_expected_removal_rate_publishes_more(calibrated, calibrated_aut
     rare = calibrated.put(POLICY, headers=auth, json={**DEFAULTS, "expected_removal_rate": 0.04}).json
     assert rare["thresholds"]["approve"] > usual["thresholds"]["approve"]
     assert rare["expected"]["approved_share"] > usual["expected"]["approved_share"]
+    # No decision yet, no retrain: the thresholds are calibrated at the expected rate, and the API says so.
+    assert rare["removal_rate"] == {"measured": None, "measured_decisions": 0, "expected": 0.04, "in_use": 0.04,
+                                    "in_use_source": "expected"}
 
 
 def test_other_processes_see_a_change_within_the_cache_time(app, auth, client, monkeypatch):

@@ -79,6 +79,21 @@ class ExpectedOut(Schema):
         "description": "The share that would be decided without a person at a leak of 1, 2, 3 and 5 %."})
 
 
+class RemovalRatesOut(Schema):
+    """The site's removal rate as its decisions measure it, as the policy expects it, and which one routing uses."""
+
+    measured = fields.Float(allow_none=True, required=True, metadata={
+        "description": "The share of removed comments among all usable moderator decisions, weighted as `retrain` "
+                       "weighs them (audit samples stand for 1 / audit rate comments); null without any."})
+    measured_decisions = fields.Integer(required=True, metadata={"description": "The usable decisions behind it."})
+    expected = fields.Float(required=True, metadata={"description": "The policy's expected_removal_rate."})
+    in_use = fields.Float(allow_none=True, required=True, metadata={
+        "description": "The rate the serving thresholds are calibrated at; null when the model has no calibration."})
+    in_use_source = fields.String(allow_none=True, required=True, validate=validate.OneOf(["measured", "expected"]),
+                                  metadata={"description": "`measured`: by the retrain that made the serving model; "
+                                                           "`expected`: the policy's; null: no calibration."})
+
+
 class ChangeOut(Schema):
     changed_by = fields.String(required=True)
     created_at = fields.AwareDateTime(required=True)
@@ -95,6 +110,7 @@ class PolicyOut(Schema):
     thresholds = fields.Nested(ThresholdsOut, required=True)
     expected = fields.Nested(ExpectedOut, allow_none=True, required=True, metadata={
         "description": "null when the serving model carries no calibration data."})
+    removal_rate = fields.Nested(RemovalRatesOut, required=True)
     history = fields.List(fields.Nested(ChangeOut), required=True, metadata={"description": "Newest first."})
 
 
@@ -112,6 +128,8 @@ def policy_view() -> dict[str, Any]:
         "thresholds": {"approve": thresholds.approve, "reject": thresholds.reject,
                        "approve_source": settled.approve_source, "reject_source": settled.reject_source},
         "expected": expected,
+        "removal_rate": policy_service.removal_rates(db.session, stored.policy, calibration=settled.calibration,
+                                                     evidence=serving.evidence).as_dict(),
         "history": policy_service.policy_history(db.session),
     }
 

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from moderation.db import utcnow
 from moderation.errors import InvalidInput
-from moderation.ml.calibration import Policy
+from moderation.ml.calibration import Calibration, Evidence, Policy
 from moderation.models import Setting, SettingChange
+from moderation.services.site_decisions import site_removal_rate
 
 POLICY_KEY = "routing_policy"
 CACHE_SECONDS = 5.0
@@ -91,6 +92,35 @@ def _read(session: Session, config: dict[str, Any]) -> StoredPolicy:
     known = {f.name for f in fields(RoutingPolicy)}
     stored = {name: float(value) for name, value in (row.value or {}).items() if name in known}
     return StoredPolicy(RoutingPolicy(**{**base.as_dict(), **stored}), "database", row.updated_by, row.updated_at)
+
+
+@dataclass(frozen=True)
+class RemovalRates:
+    """The site's removal rate as measured from its decisions, as the policy expects it, and which one routing uses."""
+
+    measured: float | None  # from all usable decisions now, weighted as retrain weighs them; None without any
+    measured_decisions: int  # the usable decisions behind it
+    expected: float  # the policy's expected_removal_rate (MODERATION_EXPECTED_REMOVAL_RATE, or the stored policy)
+    in_use: float | None  # the rate the serving thresholds are calibrated at; None: the model has no calibration
+    in_use_source: str | None  # "measured" (by the retrain that made the serving model), "expected", or None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the rates as plain values."""
+        return asdict(self)
+
+
+def removal_rates(session: Session, policy: RoutingPolicy, *, calibration: Calibration | None,
+                  evidence: Evidence | None) -> RemovalRates:
+    """Return the measured and the expected removal rate, and which one the serving thresholds use.
+
+    `calibration` is what the serving model's thresholds were calibrated to under `policy` (None: no calibration
+    data), `evidence` that calibration data, with the rate the retrain that made the model measured, if any.
+    """
+    measured, count = site_removal_rate(session, fallback_audit_rate=policy.audit_rate)
+    if calibration is None:
+        return RemovalRates(measured, count, policy.expected_removal_rate, None, None)
+    source = "measured" if evidence is not None and evidence.measured_removal_rate is not None else "expected"
+    return RemovalRates(measured, count, policy.expected_removal_rate, calibration.policy.removal_rate, source)
 
 
 _cache: dict[str, tuple[StoredPolicy, float]] = {}

@@ -106,9 +106,11 @@ def pooled_weights(rows: list[Decision]) -> np.ndarray:
     unbiased if the site's stream does not change between versions; otherwise the versions that held more
     comments count more.
     """
-    weights = np.asarray([d.weight for d in rows], dtype=float)
+    return _pool(np.asarray([d.weight for d in rows], dtype=float), np.asarray([d.routed_by for d in rows]))
+
+
+def _pool(weights: np.ndarray, versions: np.ndarray) -> np.ndarray:
     pooled = np.empty_like(weights)
-    versions = np.asarray([d.routed_by for d in rows])
     for version in set(versions.tolist()):
         mine = versions == version
         total, squares = weights[mine].sum(), np.square(weights[mine]).sum()
@@ -119,10 +121,31 @@ def pooled_weights(rows: list[Decision]) -> np.ndarray:
 def measured_removal_rate(rows: list[Decision]) -> float | None:
     """Return the site's removal rate as its usable decisions estimate it (weighted Hajek), or None without any."""
     usable = [d for d in rows if d.weight]
-    if not usable:
+    return _rate([d.weight for d in usable], [d.label for d in usable], [d.routed_by for d in usable])
+
+
+def _rate(weights: list[float], labels: list[int], versions: list[str]) -> float | None:
+    if not weights:
         return None
-    weights = pooled_weights(usable)
-    return float(weights[[d.label == 1 for d in usable]].sum() / weights.sum())
+    pooled = _pool(np.asarray(weights, dtype=float), np.asarray(versions))
+    return float(pooled[np.asarray(labels) == 1].sum() / pooled.sum())
+
+
+def site_removal_rate(session: Session, *, fallback_audit_rate: float = 0.02) -> tuple[float | None, int]:
+    """Return (the site's removal rate as retrain measures it from all its decisions, the usable decisions behind it).
+
+    The same decisions and weights as `site_decisions` and `measured_removal_rate`, read without their texts.
+    """
+    query = select(Comment.status, Comment.reasons, Comment.audited, Comment.audit_rate, Comment.model_version).where(
+        Comment.decided_by.is_not(None), Comment.status.in_([APPROVED, REJECTED]), Comment.text != "")
+    weights, labels, versions = [], [], []
+    for status, reasons, audited, rate, version in session.execute(query):
+        weight, _ = decision_weight(list(reasons or ()), bool(audited), rate, fallback_audit_rate)
+        if weight:
+            weights.append(weight)
+            labels.append(int(status == REJECTED))
+            versions.append(version)
+    return _rate(weights, labels, versions), len(weights)
 
 
 def effective_size(weights: np.ndarray) -> float:

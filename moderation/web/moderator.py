@@ -27,6 +27,7 @@ from moderation.ml.calibration import CURVE_LEAKS
 from moderation.services import audit, decisions, web_sessions
 from moderation.services import policy as policy_service
 from moderation.services import queue as queue_service
+from moderation.services.retraining import MIN_SITE_DECISIONS, MIN_SITE_PER_CLASS
 from moderation.text import ARTICLE_ID, MAX_ID
 from moderation.web import dial, present, security
 
@@ -243,13 +244,16 @@ def policy() -> Any:
     serving, stored, settled = classifier.settled(db.session)
     curve = serving.curve(stored.policy, dial.CURVE_GRID)
     marked = [point for point in curve if any(abs(point.max_leak - leak) < 1e-9 for leak in CURVE_LEAKS)]
+    rates = policy_service.removal_rates(db.session, stored.policy, calibration=settled.calibration,
+                                         evidence=serving.evidence)
     page = render_template(
         "web/policy.html", serving=serving, stored=stored, settled=settled, thresholds=settled.thresholds,
         expected=settled.calibration, chart=dial.curve_chart(curve, budget=stored.policy.max_leak), marked=marked,
         is_admin=is_admin, fields=dial.FIELDS, form=form or dial.form_values(stored.policy), errors=errors,
         history=policy_service.policy_history(db.session), sources=THRESHOLD_SOURCES, percent=present.percent,
         score=dial.threshold, local_time=lambda when: present.local_time(when, newsroom_zone()),
-        describe=dial.describe,
+        describe=dial.describe, rates=rates, min_site_decisions=MIN_SITE_DECISIONS,
+        min_site_per_class=MIN_SITE_PER_CLASS,
     )
     return page, 422 if errors else 200
 

@@ -52,8 +52,16 @@ def test_admin_turns_the_dial_in_the_browser(tmp_path: Path, calibrated_model_di
         assert page.locator("svg.chart g.marker").count() == 4
         assert page.locator("svg.chart g.marker-current").count() == 1
         assert page.text_content("#fig-approve").strip() == "0,322"
+        # The removal rates: none measured yet (no decision), the expected one in use.
+        rates = page.locator("#removal-rate")
+        assert rates.is_visible()
+        assert page.text_content("#rate-measured").strip() == "–"
+        assert page.text_content("#rate-expected").strip() == "10,0 %"
+        assert " ".join(page.text_content("#rate-in-use").split()).startswith(
+            "In Gebrauch: die erwartete Löschquote von 10,0 %.")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "policy.png"), full_page=True)
+        rates.screenshot(path=str(ARTIFACTS / "policy-removal-rate.png"))
 
         page.fill("#max_leak", "5")
         page.click("form.policy-form button[type=submit]")

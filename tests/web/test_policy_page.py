@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from sqlalchemy import select
 
@@ -115,3 +117,70 @@ def test_navigation_links_the_policy(moderator):
 def test_page_needs_sign_in(client):
     response = client.get(PAGE)
     assert response.status_code == 302 and "/moderation/login" in response.location
+
+
+def _decided(app, removed: int, kept: int, *, audited: tuple[int, float] | None = None) -> None:
+    """Have a moderator decide held comments (and `audited` = (removed ones, rate) drawn into the audit sample)."""
+    from moderation.models import Comment
+    from moderation.services import articles, queue
+    from moderation.services.comments import NewComment, submit_comment
+    from moderation.services.routing import Thresholds
+
+    hold_all = Thresholds(approve=0.0, reject=1.01, decision=0.5)
+    rows = [("reject", False)] * removed + [("approve", False)] * kept
+    if audited:
+        rows += [("reject", True)] * audited[0]
+    with app.app_context():
+        model = app.extensions["moderation.classifier"].serving.model
+        articles.update_settings(db.session, "leserbriefe", comments_open=True, premoderation=False)
+        for n, (decision, sampled) in enumerate(rows):
+            comment = submit_comment(db.session, model, hold_all, "leserbriefe",
+                                     NewComment(author_id=f"leser-{n}", author_name="L", text=f"Kommentar {n}")).comment
+            if sampled:  # drawn into the audit sample at this rate: it stands for 1 / rate comments
+                comment = db.session.get(Comment, comment.id)
+                comment.audited, comment.audit_rate, comment.reasons = True, audited[1], ["audit_sample"]
+                db.session.commit()
+            queue.decide(db.session, comment.id, "anna", decision=decision)
+
+
+def test_the_page_shows_the_measured_removal_rate_beside_the_expected_one(app_config, calibrated_model_dir, make_app,
+                                                                          tokens):
+    """No retrain yet: the thresholds use the expected rate; the page says so and shows what the decisions measure,
+    weighted as retrain weighs them (an audited comment at a 50 % rate counts twice)."""
+    config = {key: value for key, value in app_config.items() if key not in ("APPROVE_THRESHOLD", "REJECT_THRESHOLD")}
+    app = make_app({**config, "MODEL_DIR": str(calibrated_model_dir)})
+    client = app.test_client()
+    assert sign_in(client, tokens["admin"]).status_code == 302
+    before = client.get(PAGE).text
+    assert 'id="rate-measured">–<' in before and "noch keine auswertbaren Entscheidungen" in before
+    assert 'id="rate-expected">10,0 %<' in before and "aus <code>MODERATION_EXPECTED_REMOVAL_RATE</code>" in before
+    assert "In Gebrauch: die erwartete Löschquote von 10,0 %." in before
+    assert "erwartet bei 10,0 % Löschquote (Vorgabe)" in before
+
+    _decided(app, removed=2, kept=6, audited=(1, 0.5))  # (2 + 2) / (8 + 2) removed
+    page = client.get(PAGE).text
+    assert 'id="rate-measured">40,0 %<' in page and "aus 9 auswertbaren Entscheidungen" in page
+    assert "In Gebrauch: die erwartete Löschquote von 10,0 %." in page  # until a retrain measures it
+    assert "mindestens 100, davon je 20 entfernte und behaltene" in page
+
+
+def test_a_retrained_model_calibrates_at_the_measured_rate_and_the_page_says_so(app_config, calibrated_model_dir,
+                                                                               make_app, tokens, tmp_path):
+    from moderation.ml.model import read_metadata, write_metadata
+
+    retrained = tmp_path / "retrained"
+    shutil.copytree(calibrated_model_dir, retrained)
+    metadata = read_metadata(retrained)
+    metadata["calibration"]["measured_removal_rate"] = 0.25  # as retrain records it
+    write_metadata(retrained, metadata)
+    config = {key: value for key, value in app_config.items() if key not in ("APPROVE_THRESHOLD", "REJECT_THRESHOLD")}
+    app = make_app({**config, "MODEL_DIR": str(retrained)})
+    client = app.test_client()
+    assert sign_in(client, tokens["admin"]).status_code == 302
+    assert client.post(PAGE, data={**VALID, "expected_removal_rate": "8",
+                                   "csrf_token": session_csrf(client)}).status_code == 302
+    page = client.get(PAGE).text
+    assert "In Gebrauch: die gemessene Löschquote von 25,0 %</strong>" in page
+    assert 'id="rate-expected">8,0 %<' in page and "in dieser Richtlinie gespeichert" in page
+    assert "erwartet bei 25,0 % Löschquote (gemessen)" in page
+    assert "gewichtet auf die Löschquote von 25,0 % (gemessen)" in page
