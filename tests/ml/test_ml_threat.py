@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import joblib
 import numpy as np
@@ -22,6 +24,7 @@ from moderation.ml.threat import (
 from tests.conftest import CONTRASTS as CONTRAST_TEXTS
 from tests.conftest import FRIENDLY, TOXIC
 from tests.conftest import THREATS as THREAT_TEXTS
+from tests.servers import ROOT
 
 
 @pytest.mark.parametrize("negatives", [
@@ -110,3 +113,18 @@ def test_a_model_stored_before_threat_heads_loads_without_one(tmp_path, threat_m
     shutil.copytree(threat_model_dir, partial)
     _rewrite(partial, lambda artifact: None, lambda metadata: metadata["threat"].pop("threshold"))
     assert not load_model(partial).has_threat_head
+
+
+@pytest.mark.parametrize("which", ["threat", "none"])
+def test_threat_eval_prints_the_recorded_figures_and_the_suites_rates(which, threat_model_dir, tiny_model_dir):
+    model = threat_model_dir if which == "threat" else tiny_model_dir
+    done = subprocess.run([sys.executable, "benchmarks/threat_eval.py", "--model", str(model)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    if which == "none":
+        assert done.returncode == 1 and "no threat head" in done.stdout
+        return
+    assert done.returncode == 0, done.stderr[-3000:]
+    recorded = json.loads((model / "metadata.json").read_text())["threat"]
+    assert f'"recall": {recorded["out_of_fold"]["recall"]}' in done.stdout
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[-15:]}
+    assert rows["threat"][-1] == "recall" and rows["harmless"][-2:] == ["false", "alarms"]
