@@ -128,3 +128,16 @@ def test_threat_eval_prints_the_recorded_figures_and_the_suites_rates(which, thr
     assert f'"recall": {recorded["out_of_fold"]["recall"]}' in done.stdout
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[-15:]}
     assert rows["threat"][-1] == "recall" and rows["harmless"][-2:] == ["false", "alarms"]
+
+
+def test_a_site_corrected_model_keeps_the_priors_threat_head(tmp_path, threat_model_dir):
+    """Retraining's correction replaces the classifier only; the model it writes serves the prior's threat head."""
+    from moderation.ml import site
+
+    prior = load_model(threat_model_dir)
+    kept = {key: value for key, value in prior.metadata.items() if key not in ("version", "artifact")}
+    site.write_model(tmp_path / "corrected", prior.pipeline, prior.category_head, kept,
+                     threat_head=prior.threat_head)
+    corrected = load_model(tmp_path / "corrected")
+    assert corrected.has_threat_head and corrected.threat_threshold == prior.threat_threshold
+    assert corrected.score(THREAT_TEXTS[0]).threat == pytest.approx(prior.score(THREAT_TEXTS[0]).threat)
