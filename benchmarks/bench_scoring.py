@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             model_dir = tmp
             start = time.perf_counter()
             train_and_save(data.texts, data.labels, model_dir, categories=data.categories,
-                           groups=data.groups, domains=data.domains, sources=data.sources)
+                           groups=data.groups, domains=data.domains, files=data.files, sources=data.sources)
             print(f"training on all rows (grouped 5-fold CV + final fit): "
                   f"{time.perf_counter() - start:.1f} s")
         model = load_model(model_dir)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         # Between the two: a scorer with an empty word cache that first scores every other row of the
         # data, as a server that has been running, then the sample once. Its rare words are new to it.
         steady = copy.copy(model)
-        steady._fast = fastpath.FastScorer(model.pipeline, model.category_head)
+        steady._fast = fastpath.FastScorer(model.pipeline, model.category_head, model.threat_head)
         chosen = set(texts)
         others = [text for text in data.texts if text not in chosen]
         for text in others:

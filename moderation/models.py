@@ -46,10 +46,11 @@ class Comment(Base):
         Index("ix_comments_author_article_created", "author_id", "article_id", "created_at"),
         # Author histories on the queue (counts by status): read from the index alone.
         Index("ix_comments_author_status", "author_id", "status"),
-        Index("ix_comments_queue", "status", "reported", "toxicity"),
+        # The queue walks these in its order: likely threats first, then the riskiest.
+        Index("ix_comments_queue", "status", "reported", "threat_likely", "toxicity"),
         # The queue of one article (moderators filter by article); without it SQLite walked every
         # pending comment of every article through ix_comments_queue.
-        Index("ix_comments_article_queue", "article_id", "status", "reported", "toxicity"),
+        Index("ix_comments_article_queue", "article_id", "status", "reported", "threat_likely", "toxicity"),
         # The measured leak reads the audit sample alone (a few percent of the comments).
         Index("ix_comments_audited", "audited", "model_version"),
     )
@@ -82,6 +83,9 @@ class Comment(Base):
     # The audit rate in force at intake: the probability that a decision the model took alone reached a person
     # (retraining weights audited decisions by its inverse). None for comments stored before it was recorded.
     audit_rate: Mapped[float | None] = mapped_column(Float)
+    # Whether the model's threat head took it for a likely threat at intake (reason `threat_likely`): the queue
+    # shows these first. Kept as a column, not read from `reasons`, so that the queue's index can order by it.
+    threat_likely: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     article: Mapped[Article] = relationship(lazy="joined", innerjoin=True)
 

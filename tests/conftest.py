@@ -51,6 +51,32 @@ TOXIC = [
     "Scheiß Artikel von einem dummen Idioten.",
 ]
 TOXIC_CATEGORIES = ["insult", "insult", "abuse", "insult", "insult", "profanity"]
+# Threats and publishable comments on the same topics, pairwise (written for these tests): with them the
+# tiny pipeline gets a threat head (`threat_model_dir`).
+THREATS = [
+    "Ich weiß, wo du wohnst, pass bloß auf.",
+    "Wir finden dich, und dann gnade dir Gott.",
+    "Den Bürgermeister sollte man aufhängen.",
+    "Dich stech ich ab, wenn ich dich erwische.",
+    "Warte nur, bis ich dich nach der Sitzung allein erwische.",
+    "Schönes Haus hast du, wäre schade, wenn es brennt.",
+    "Die Richterin gehört erschossen.",
+    "Ich komme zu deinem Büro, und dann knallt es.",
+    "Wir wissen, wo deine Kinder zur Schule gehen.",
+    "Dich mach ich kalt, du wirst schon sehen.",
+]
+CONTRASTS = [
+    "Ich weiß, wo du wohnst, wir sind ja Nachbarn.",
+    "Wir finden bestimmt eine Lösung für das Problem.",
+    "Den Bürgermeister sollte man abwählen.",
+    "Ich rufe dich an, wenn ich dich erreiche.",
+    "Warte nur, bis du den zweiten Teil des Berichts liest.",
+    "Schönes Haus hast du, die Fassade ist toll geworden.",
+    "Die Richterin gehört zu den erfahrensten im Land.",
+    "Ich komme morgen zu deinem Büro und bringe die Unterlagen.",
+    "Wir wissen, wo die neue Schule gebaut wird.",
+    "Mach dir keine Sorgen, du wirst schon sehen, es klappt.",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,6 +94,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_and_save(
         FRIENDLY + TOXIC, [0] * len(FRIENDLY) + [1] * len(TOXIC), out,
         categories=[None] * len(FRIENDLY) + TOXIC_CATEGORIES, seed=0,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def threat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline with the threats and their contrasts beside it: a model with a threat head."""
+    out = tmp_path_factory.mktemp("threat-model")
+    n = len(THREATS)
+    train_and_save(
+        FRIENDLY + TOXIC + THREATS + CONTRASTS, [0] * len(FRIENDLY) + [1] * len(TOXIC) + [1] * n + [0] * n, out,
+        categories=[None] * len(FRIENDLY) + TOXIC_CATEGORIES + ["threat"] * n + [None] * n,
+        groups=[f"row{i}" for i in range(len(FRIENDLY) + len(TOXIC))] + [f"pair{i}" for i in range(n)] * 2,
+        files=["comments"] * (len(FRIENDLY) + len(TOXIC)) + ["threats"] * (2 * n),
+        seed=0, min_threat_rows=n,
     )
     return out
 

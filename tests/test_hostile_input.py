@@ -189,10 +189,12 @@ def test_a_listing_cursor_with_an_out_of_range_id_is_422(client, auth, count_row
     assert count_rows() == before
 
 
-@pytest.mark.parametrize(("sort", "key"), [("oldest", [10**30]), ("oldest", [-1]), ("toxicity", [0.5, 10**30]),
-                                           ("toxicity", [1e308 * 10, 3]), ("oldest", [True])])
+@pytest.mark.parametrize(("sort", "key"), [("oldest", [0, 10**30]), ("oldest", [0, -1]), ("toxicity", [0, 0.5, 10**30]),
+                                           ("toxicity", [0, 1e308 * 10, 3]), ("oldest", [0, True]),
+                                           ("oldest", [2, 7]), ("oldest", [True, 7]), ("toxicity", [0.5, 0.5, 7]),
+                                           ("oldest", [7]), ("toxicity", [0.5, 7])])  # the last two: q1's shape
 def test_a_queue_cursor_with_an_out_of_range_key_is_422(client, auth, sort, key):
-    forged = cursor(json.dumps(["q1", sort, *key]))
+    forged = cursor(json.dumps(["q2", sort, *key]))
     response = client.get("/v1/moderation/queue", query_string={"sort": sort, "cursor": forged},
                           headers=auth["moderator"])
     assert assert_refused(response, "/v1/", 422)["fields"] == {"cursor": ["Invalid cursor."]}
@@ -200,7 +202,7 @@ def test_a_queue_cursor_with_an_out_of_range_key_is_422(client, auth, sort, key)
 
 def test_the_moderator_page_refuses_a_forged_queue_cursor(client, tokens):
     assert sign_in(client, tokens["moderator"]).status_code == 302
-    forged = cursor(json.dumps(["q1", "oldest", 10**30]))
+    forged = cursor(json.dumps(["q2", "oldest", 0, 10**30]))
     response = client.get("/moderation/", query_string={"sort": "oldest", "cursor": forged})
     assert response.status_code == 422 and "<html" in response.text.lower()
 

@@ -33,7 +33,7 @@ from moderation.api.perspective_discovery import (
 from moderation.db import database_unavailable
 from moderation.errors import ModerationError
 from moderation.extensions import classifier, db
-from moderation.ml import Highlight
+from moderation.ml import LoadedModel, Score
 from moderation.services.feedback import record_feedback
 from moderation.services.keys import authenticate
 from moderation.text import clean_text, html_to_text, load_json
@@ -47,10 +47,18 @@ MAX_ID_LENGTH = 200
 PROBABILITY_TYPES = {None, "SCORE_TYPE_UNSPECIFIED", "PROBABILITY"}
 # TOXICITY is the model's probability; SEVERE_TOXICITY is its square, a stricter monotone derivation (no
 # separate model). INSULT/PROFANITY are not offered: the model names a category but gives no probability.
-ATTRIBUTES: dict[str, Callable[[float], float]] = {
-    "TOXICITY": lambda toxicity: toxicity,
-    "SEVERE_TOXICITY": lambda toxicity: toxicity * toxicity,
+ATTRIBUTES: dict[str, Callable[[Score], float]] = {
+    "TOXICITY": lambda score: score.toxicity,
+    "SEVERE_TOXICITY": lambda score: score.toxicity * score.toxicity,
 }
+# THREAT is the threat head's probability, measured at training (metadata.json's `threat`; docs/model-card.md):
+# answered only by a model that has one, otherwise unsupported as any other attribute.
+THREAT_ATTRIBUTES: dict[str, Callable[[Score], float]] = {"THREAT": lambda score: score.threat}
+
+
+def analyzable(model: LoadedModel) -> dict[str, Callable[[Score], float]]:
+    """Return the attributes AnalyzeComment answers with `model`."""
+    return {**ATTRIBUTES, **THREAT_ATTRIBUTES} if model.has_threat_head else ATTRIBUTES
 GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                  405: "UNIMPLEMENTED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
                  503: "UNAVAILABLE"}
@@ -189,11 +197,12 @@ def _comment_text(entry: dict | None, *, stored: bool) -> str:
     return text
 
 
-def _languages(requested: list[str] | None, attributes: list[str]) -> list[str]:
-    """Check the attributes and languages; return the languages (German when none are named)."""
+def _languages(requested: list[str] | None, attributes: list[str],
+               supported: dict[str, Callable[[Score], float]] = ATTRIBUTES) -> list[str]:
+    """Check the attributes against `supported` and the languages; return the languages (German when none)."""
     languages = [code for code in requested or [] if code]
     for name in attributes:
-        if name not in ATTRIBUTES:
+        if name not in supported:
             raise _unsupported(name, languages or [LANGUAGE])
     for code in languages:
         if code.replace("_", "-").split("-")[0].lower() != LANGUAGE:
@@ -228,11 +237,11 @@ def _probability(value: float) -> dict[str, Any]:
     return {"value": value, "type": "PROBABILITY"}
 
 
-def _spans(text: str, toxicity: float, highlights: Iterable[Highlight]) -> list[tuple[int, int, float]]:
+def _spans(model: LoadedModel, text: str, score: Score) -> list[tuple[int, int, Score]]:
     """The whole text with its score, then each highlighted word scored on its own."""
-    spans = [(0, len(text), toxicity)]
-    for highlight in highlights:
-        spans.append((highlight.start, highlight.end, classifier.model.score(highlight.text, explain=False).toxicity))
+    spans = [(0, len(text), score)]
+    for highlight in score.highlights:
+        spans.append((highlight.start, highlight.end, model.score(highlight.text, explain=False)))
     return sorted(spans, key=lambda span: (span[0], -span[1]))
 
 
@@ -244,31 +253,34 @@ class AnalyzeComment(MethodView):
     @requires_backend_key
     @blp.arguments(AnalyzeCommentRequest(), error_status_code=400)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Score a German comment like Perspective's AnalyzeComment (TOXICITY, SEVERE_TOXICITY); store nothing."""
+        """Score a German comment like Perspective's AnalyzeComment (TOXICITY, SEVERE_TOXICITY; THREAT with a
+        model that has a threat head); store nothing."""
         text = _comment_text(data.get("comment"), stored=False)
         requested = data.get("requested_attributes") or {}
         if not requested:
             raise PerspectiveError(400, "At least one attribute must be requested in requestedAttributes.")
-        languages = _languages(data.get("languages"), list(requested))
+        model = classifier.model  # one model for the whole answer, even if a new version is promoted meanwhile
+        supported = analyzable(model)
+        languages = _languages(data.get("languages"), list(requested), supported)
         for name, options in requested.items():
             if (options or {}).get("score_type") not in PROBABILITY_TYPES:
                 raise PerspectiveError(400, f"Attribute {name} does not support score type "
                                             f"{options['score_type']}; use PROBABILITY.")
         with_spans = bool(data.get("span_annotations"))
-        score = classifier.model.score(text, explain=with_spans)
-        spans = _spans(text, score.toxicity, score.highlights) if with_spans else []
+        score = model.score(text, explain=with_spans)
+        spans = _spans(model, text, score) if with_spans else []
         attribute_scores = {}
         for name, options in requested.items():
-            derive = ATTRIBUTES[name]
-            value = derive(score.toxicity)
+            derive = supported[name]
+            value = derive(score)
             threshold = (options or {}).get("score_threshold")
             if threshold is not None and value < threshold:
                 continue
             attribute_scores[name] = {"summary_score": _probability(value)}
             if with_spans:
                 attribute_scores[name]["span_scores"] = [
-                    {"begin": begin, "end": end, "score": _probability(derive(toxicity))}
-                    for begin, end, toxicity in spans
+                    {"begin": begin, "end": end, "score": _probability(derive(scored))}
+                    for begin, end, scored in spans
                 ]
         body: dict[str, Any] = {"languages": languages, "detected_languages": [LANGUAGE]}
         if attribute_scores:  # Perspective leaves the map out when every attribute fell below its threshold

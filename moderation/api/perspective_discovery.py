@@ -169,7 +169,8 @@ _SCHEMAS = {
     "AnalyzeCommentRequest": _object("AnalyzeCommentRequest", "The comment to score and what to score.", {
         "comment": _ref("TextEntry"),
         "context": _ref("Context"),
-        "requestedAttributes": _map("Attribute name (TOXICITY, SEVERE_TOXICITY) to options.", "AttributeParameters"),
+        "requestedAttributes": _map("Attribute name (TOXICITY, SEVERE_TOXICITY; THREAT when the serving model "
+                                    "has a threat head) to options.", "AttributeParameters"),
         "languages": _strings("Languages of the comment; only de is supported. Absent means de."),
         "doNotStore": {"type": "boolean", "description": "Accepted; analyze never stores anything."},
         "spanAnnotations": {"type": "boolean", "description": "Return spanScores."},

@@ -112,8 +112,14 @@ class CommentOut(Schema):
     text = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(["approved", "pending", "rejected"]))
     toxicity = fields.Float(required=True)
-    category = fields.String(allow_none=True, required=True)
-    reasons = fields.List(fields.String(), required=True)
+    category = fields.String(allow_none=True, required=True, metadata={
+        "description": "insult, abuse, profanity or threat (a likely threat, whatever its toxicity); null when the "
+                       "model takes the comment for harmless."})
+    reasons = fields.List(fields.String(), required=True, metadata={
+        "description": "Why it has its status: author_banned, banned_term, toxicity_high (rejected); threat_likely, "
+                       "premoderation, suspect_term, toxicity_likely, toxicity_uncertain, audit_sample (pending). "
+                       "threat_likely: the model takes it for a likely threat; it waits for a person whatever its "
+                       "toxicity and comes first in the moderation queue."})
     model_version = fields.String(required=True)
     created_at = fields.AwareDateTime(required=True)
 

@@ -38,7 +38,7 @@ def train(data_paths: tuple[str, ...], out_dir: str, seed: int) -> None:
         progress(f"read {len(data.texts)} rows ({sum(data.labels)} offensive) from {len(data_paths)} file(s)")
         try:
             metadata = train_and_save(data.texts, data.labels, out_dir, categories=data.categories,
-                                      groups=data.groups, domains=data.domains, seed=seed,
+                                      groups=data.groups, domains=data.domains, files=data.files, seed=seed,
                                       sources=data.sources, progress=progress)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None

@@ -62,6 +62,8 @@ class Dataset:
     # Each row's genre: "tweet" (GermEval 2018), "gahd" (GAHD) or SERVED_DOMAIN, "comment" (the rest).
     domains: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
+    # Each row's file name (the threat head weighs the other rows of the files that hold threats apart).
+    files: list[str] = field(default_factory=list)
 
     def extend(self, other: Dataset) -> None:
         """Append another dataset's rows and sources."""
@@ -71,6 +73,7 @@ class Dataset:
         self.groups += other.groups
         self.domains += other.domains
         self.sources += other.sources
+        self.files += other.files
 
 
 def _mention_group(text: str, fallback: str) -> str:
@@ -284,6 +287,7 @@ def read_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
     data.groups = [f"{path.name}:{g}" for g in data.groups]
     if not data.domains:  # generic and GAHD files say it per row; the GermEval files are one genre each
         data.domains = [TWEET if fmt == "germeval2018" else SERVED_DOMAIN] * len(data.texts)
+    data.files = [path.name] * len(data.texts)
     data.sources = [{"path": path.name, "format": fmt, "sha256": file_sha256(path),
                      "rows": len(data.texts), "offensive": sum(data.labels)}]
     return data

@@ -111,7 +111,8 @@ def _analyse_word(blocks: list[_Block], word: str) -> tuple[np.ndarray, tuple[tu
 class FastScorer:
     """Pure-Python equivalent of `pipeline.predict_proba` for one text, with attributions."""
 
-    def __init__(self, pipeline: Pipeline, category_head=None, *, word_cache_size: int | None = None):
+    def __init__(self, pipeline: Pipeline, category_head=None, threat_head=None, *,
+                 word_cache_size: int | None = None):
         names = [name for name, _ in pipeline.steps]
         _check(names in (["normalize", "features", "nb", "clf"], ["features", "clf"]), f"unexpected steps {names}")
         if names == ["features", "clf"]:
@@ -138,16 +139,25 @@ class FastScorer:
         if nb not in (None, "passthrough"):
             scale = np.asarray(nb.ratio_, dtype=np.float64)
         coef = clf.coef_[0, :n_text] * scale
-        cat_coef = None
+        # The category head's rows and the threat head's row are stacked into one matrix of head weights:
+        # their logits then cost one product with the features found, whichever heads the model has.
+        heads = []
+        self.category_labels = []
         if category_head is not None:
             _check(category_head.coef_.shape[1] == clf.coef_.shape[1],
                    "the category head must see the classifier's features")
-            cat_coef = np.asarray(category_head.coef_, dtype=np.float64)[:, :n_text] * scale
-            self.category_intercepts = np.array(category_head.intercept_, dtype=np.float64)
+            heads.append((category_head.coef_, category_head.intercept_))
             self.category_labels = [str(c) for c in category_head.classes_]
-        else:
-            self.category_intercepts = np.zeros(0)
-            self.category_labels = []
+        self.has_threat = threat_head is not None
+        if threat_head is not None:
+            _check(threat_head.coef_.shape == (1, clf.coef_.shape[1]) and list(threat_head.classes_) == [0, 1],
+                   "the threat head must be binary and see the classifier's features")
+            heads.append((threat_head.coef_, threat_head.intercept_))
+        self._n_categories = len(category_head.coef_) if category_head is not None else 0
+        head_coef = np.vstack([np.asarray(c, dtype=np.float64) for c, _ in heads]) if heads else None
+        cat_coef = None if head_coef is None else head_coef[:, :n_text] * scale
+        self.category_intercepts = (np.concatenate([np.asarray(i, dtype=np.float64) for _, i in heads]) if heads
+                                    else np.zeros(0))
         self.intercept = float(clf.intercept_[0])
         # Style features are linear in their counts c: weight * (c - mean) / scale. Their part of a
         # logit is a constant plus one weight per count (the category head's likewise, per category).
@@ -157,8 +167,8 @@ class FastScorer:
             mean = np.asarray(style.mean_, dtype=np.float64)
             per_count = clf.coef_[0, n_text:n_text + n_style] * factor
             self._style = (per_count.tolist(), float(-(per_count * mean).sum()))
-            if category_head is not None:
-                cat_per_count = np.asarray(category_head.coef_, dtype=np.float64)[:, n_text:n_text + n_style] * factor
+            if head_coef is not None:
+                cat_per_count = head_coef[:, n_text:n_text + n_style] * factor
                 self._category_style = (cat_per_count, -(cat_per_count @ mean))
         # Encoder features are weight * z for the comment's 512-dimensional encoding z: their part of
         # a logit is one dot product (the category head's, one per category).
@@ -166,8 +176,8 @@ class FastScorer:
         if encoder is not None:
             at = n_text + n_style
             self._encoder = (encoder.encoder_, clf.coef_[0, at:] * encoder.weight)
-            if category_head is not None:
-                self._category_encoder = np.asarray(category_head.coef_, dtype=np.float64)[:, at:] * encoder.weight
+            if head_coef is not None:
+                self._category_encoder = head_coef[:, at:] * encoder.weight
         weights = union.transformer_weights or {}
         vectorizers = []
         union_offset = 0
@@ -339,7 +349,17 @@ class FastScorer:
                         encoded: np.ndarray | None = None) -> list[float]:
         """Return the category head's logits for the features found by `score_normalized`
         (and, for a model with style or encoder features, the text's `style_counts` and encoding)."""
-        if not self.category_labels:
+        return self.head_logits(hits, counts, encoded)[:self._n_categories]
+
+    def threat_logit(self, hits, counts: tuple[float, ...] | None = None,
+                     encoded: np.ndarray | None = None) -> float | None:
+        """Return the threat head's logit for the same inputs as `category_logits` (None without a threat head)."""
+        return self.head_logits(hits, counts, encoded)[-1] if self.has_threat else None
+
+    def head_logits(self, hits, counts: tuple[float, ...] | None = None,
+                    encoded: np.ndarray | None = None) -> list[float]:
+        """Return the category head's logits followed by the threat head's, in one pass (see `category_logits`)."""
+        if not self.category_intercepts.size:
             return []
         logits = self.category_intercepts
         if hits is not None:

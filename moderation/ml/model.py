@@ -21,9 +21,11 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from moderation.ml import fastpath
 from moderation.ml.fastpath import FastScorer, UnsupportedPipeline
+from moderation.ml.fastpath import _sigmoid as sigmoid
 
 ARTIFACT_FORMAT = 1
 MAX_HIGHLIGHTS = 5
+THREAT = "threat"
 MIN_HIGHLIGHT_WEIGHT = 0.1
 
 # Models that are alive somewhere in this process, by folder, metadata, artifact hash and word-cache
@@ -58,12 +60,18 @@ class Highlight:
 
 @dataclass(frozen=True)
 class Score:
-    """The classifier's verdict on one comment."""
+    """The classifier's verdict on one comment.
+
+    `threat` is the threat head's probability (None for a model without one); `threat_likely` whether it
+    reaches the head's threshold. A likely threat's category is `threat`, whatever its toxicity.
+    """
 
     toxicity: float
     offensive: bool
     category: str | None
     highlights: tuple[Highlight, ...]
+    threat: float | None = None
+    threat_likely: bool = False
 
 
 def file_sha256(path: Path) -> str:
@@ -90,20 +98,43 @@ class LoadedModel:
         self.sklearn_version_mismatch = sklearn_version_mismatch
         self.pipeline = artifact["pipeline"]
         self.category_head = artifact.get("category_head")
+        # A threat head serves only with the threshold its training measured (models trained before it have neither).
+        threshold = (metadata.get("threat") or {}).get("threshold")
+        self.threat_head = artifact.get("threat_head") if threshold is not None else None
+        self.threat_threshold: float | None = float(threshold) if self.threat_head is not None else None
         try:
-            self._fast = FastScorer(self.pipeline, self.category_head)
+            self._fast = FastScorer(self.pipeline, self.category_head, self.threat_head)
         except (UnsupportedPipeline, AttributeError, KeyError) as exc:
             raise ModelError(f"model at {path} has an unsupported pipeline: {exc}",
                              reason="its pipeline is not supported") from exc
 
-    def _category(self, offensive: bool, hits) -> str | None:
-        if not offensive or not self._fast.category_labels:
-            return None
-        cat_logits = self._fast.category_logits(*hits)
-        labels = self._fast.category_labels
-        if len(cat_logits) == 1:  # a head fitted on two categories has one logit, for the second
-            return labels[1] if cat_logits[0] > 0 else labels[0]
-        return labels[max(range(len(cat_logits)), key=cat_logits.__getitem__)]
+    @property
+    def has_threat_head(self) -> bool:
+        """Whether this model gives a threat probability (Perspective's THREAT, reason `threat_likely`)."""
+        return self.threat_head is not None
+
+    def _verdict(self, toxicity: float, hits, highlights: tuple[Highlight, ...]) -> Score:
+        offensive = toxicity >= self.decision_threshold
+        fast = self._fast
+        wanted = fast.has_threat or (offensive and fast.category_labels)
+        logits = fast.head_logits(*hits) if wanted else []
+        threat = threat_likely = None
+        if fast.has_threat:
+            threat = sigmoid(logits[-1])
+            threat_likely = threat >= self.threat_threshold
+        category = None
+        if threat_likely:
+            category = THREAT  # the graver reason, as the training data label a threat that also insults
+        elif offensive and fast.category_labels:
+            cat_logits = logits[:len(logits) - fast.has_threat]
+            labels = fast.category_labels
+            if len(cat_logits) == 1:  # a head fitted on two categories has one logit, for the second
+                cat_logits = [0.0, cat_logits[0]]
+            # With a threat head, only it names a threat: the category is then threat exactly when the comment
+            # is held as one (reason threat_likely), never without it.
+            named = [i for i in range(len(labels)) if not (fast.has_threat and labels[i] == THREAT)]
+            category = labels[max(named, key=cat_logits.__getitem__)] if named else None
+        return Score(toxicity, offensive, category, highlights, threat, bool(threat_likely))
 
     def score(self, text: str, *, explain: bool = True, above: float | None = None) -> Score:
         """Score one comment on the fast path, optionally with highlighted spans.
@@ -115,10 +146,8 @@ class LoadedModel:
         """
         if not explain:
             toxicity, hits = self._fast.classify(text)
-            offensive = toxicity >= self.decision_threshold
-            return Score(toxicity, offensive, self._category(offensive, hits), ())
+            return self._verdict(toxicity, hits, ())
         toxicity, hits, spans = self._fast.explain(text)
-        offensive = toxicity >= self.decision_threshold
         if above is None:
             chosen = _highlights(text, spans)
         elif toxicity < above:
@@ -126,7 +155,7 @@ class LoadedModel:
         else:
             chosen = _crossing(text, spans, toxicity, above) or _crossing(text, spans, toxicity,
                                                                           self.decision_threshold)
-        return Score(toxicity, offensive, self._category(offensive, hits), chosen)
+        return self._verdict(toxicity, hits, chosen)
 
     def score_many(self, texts: list[str], *, explain: bool = True) -> list[Score]:
         """Score several comments (same results as calling `score` on each)."""

@@ -277,6 +277,12 @@ def build_category_head(C: float = 2.0, *, seed: int = 0) -> LogisticRegression:
     return LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
 
 
+def build_threat_head(C: float = 2.0, *, seed: int = 0) -> LogisticRegression:
+    """Return the unfitted binary classifier that gives P(threat) for any comment (rows are weighted instead
+    of classes: see `moderation.ml.threat`)."""
+    return LogisticRegression(C=C, solver="liblinear", max_iter=2000, random_state=seed)
+
+
 def strip_for_storage(pipeline: Pipeline) -> None:
     """Drop fitted attributes that are only diagnostics (the pruned-term sets can be huge)."""
     for _, vectorizer in text_parts(pipeline)[1].transformer_list:

@@ -159,12 +159,14 @@ def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | N
     return float(roc_auc_score(labels, scores, sample_weight=weights))
 
 
-def write_model(out: str | Path, pipeline: Pipeline, category_head: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+def write_model(out: str | Path, pipeline: Pipeline, category_head: Any, metadata: dict[str, Any], *,
+                threat_head: Any = None) -> dict[str, Any]:
     """Write a model folder (artifact, then metadata with its hash and version); return the metadata."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (ARTIFACT_NAME + ".tmp")
-    joblib.dump({"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": category_head}, tmp, compress=3)
+    joblib.dump({"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": category_head,
+                 "threat_head": threat_head}, tmp, compress=3)
     os.replace(tmp, out / ARTIFACT_NAME)
     sha = file_sha256(out / ARTIFACT_NAME)
     now = datetime.now(UTC)

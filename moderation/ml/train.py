@@ -35,6 +35,7 @@ from moderation.ml.pipeline import (
     text_parts,
 )
 from moderation.ml.progress import Progress, silent
+from moderation.ml.threat import MIN_THREAT_ROWS, fit_threat_head
 
 ARTIFACT_NAME = "model.joblib"
 NOT_CALIBRATED = (f"none: no {SERVED_DOMAIN} rows in the training data; nothing is decided automatically until "
@@ -193,23 +194,22 @@ def default_routing(evidence: Evidence, decision: float) -> dict[str, Any]:
     }
 
 
-def _check_inputs(texts, labels, categories, groups, domains) -> None:
+def _check_inputs(texts, labels, categories, groups, domains, files) -> None:
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-    for name, values in (("categories", categories), ("groups", groups), ("domains", domains)):
+    for name, values in (("categories", categories), ("groups", groups), ("domains", domains), ("files", files)):
         if values is not None and len(values) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(values)} {name}")
     if set(labels) != {0, 1}:
         raise ValueError("labels must be 0 and 1, and both must occur")
 
 
-def _fit_category_head(pipeline, texts, labels, categories, seed):
+def _fit_category_head(features, labels, categories, seed):
     rows = [i for i, (y, c) in enumerate(zip(labels, categories, strict=True)) if y == 1 and c is not None]
     counts = Counter(categories[i] for i in rows)
     if len(counts) < 2:
         return None, dict(counts)
-    features = pipeline[:-1].transform([texts[i] for i in rows])
-    head = build_category_head(seed=seed).fit(features, [categories[i] for i in rows])
+    head = build_category_head(seed=seed).fit(features[rows], [categories[i] for i in rows])
     return head, dict(counts)
 
 
@@ -221,19 +221,23 @@ def train_and_save(
     categories: list[str | None] | None = None,
     groups: list[str] | None = None,
     domains: list[str] | None = None,
+    files: list[str] | None = None,
     seed: int = 0,
     sources: list[dict] | None = None,
     progress: Progress | None = None,
     params: dict[str, Any] | None = None,
+    min_threat_rows: int = MIN_THREAT_ROWS,
 ) -> dict:
     """Fit on all rows, validate by grouped CV, choose thresholds, write the model folder.
 
     `domains` names each row's genre (default: all `SERVED_DOMAIN`); rows of other genres train
     through domain adaptation, and validation and routing thresholds are taken on the served rows.
+    `files` names each row's file, for the threat head's weights (`moderation.ml.threat`); it is fitted
+    when at least `min_threat_rows` rows have the category `threat`.
     """
     say = progress or silent
     labels = [int(y) for y in labels]
-    _check_inputs(texts, labels, categories, groups, domains)
+    _check_inputs(texts, labels, categories, groups, domains, files)
     texts = list(texts)
     groups = list(groups) if groups is not None else [f"row{i}" for i in range(len(texts))]
     domains = list(domains) if domains is not None else [SERVED_DOMAIN] * len(texts)
@@ -287,10 +291,14 @@ def train_and_save(
         say(f"cross-validated macro-F1 {validation['at_decision_threshold']['macro_f1']:.4f} "
             f"at threshold {decision:.3f} ({time.perf_counter() - started:.0f}s)")
 
-    say("fitting the category head")
-    head, category_counts = _fit_category_head(pipeline, texts, labels, categories, seed)
+    say("fitting the category and threat heads")
+    # Both heads see the features of the pipeline fitted on all rows, as the fast path gives them.
+    features = pipeline[:-1].transform(texts)
+    head, category_counts = _fit_category_head(features, labels, categories, seed)
+    threat_head, threat = fit_threat_head(features, categories, groups, files, seed=seed,
+                                          min_rows=min_threat_rows, progress=say)
     strip_for_storage(pipeline)
-    artifact = {"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": head}
+    artifact = {"format": ARTIFACT_FORMAT, "pipeline": pipeline, "category_head": head, "threat_head": threat_head}
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,6 +332,7 @@ def train_and_save(
         **({"calibration": evidence.to_metadata()} if evidence is not None else {}),
         "categories": {"labels": [str(c) for c in head.classes_] if head is not None else [],
                        "training_rows": category_counts},
+        "threat": threat,
         "training_seconds": round(time.perf_counter() - started, 1),
     }
     write_metadata(out, metadata)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db import UTCDateTime, begin_write, note_comments_changed, utcnow
 from moderation.errors import ArticleClosed, DuplicateComment, IdempotencyKeyReused, InvalidInput, NotFound
-from moderation.ml import LoadedModel
+from moderation.ml import LoadedModel, Score
 from moderation.models import APPROVED, BANNED, SUSPECT, Article, Comment, IdempotencyKey, ModerationAction
 from moderation.services.authors import anonymised_ban_in_force, author_pseudonym, ban_in_force
 from moderation.services.routing import Routing, Rules, Thresholds, audit_draw, route
@@ -157,7 +157,7 @@ def _article_and_checks(session: Session, article_id: str, new: NewComment, now:
     }).one_or_none()
 
 
-def _checks_and_routing(session: Session, toxicity: float, thresholds: Thresholds, article_id: str,
+def _checks_and_routing(session: Session, score: Score, thresholds: Thresholds, article_id: str,
                         new: NewComment, now: datetime, duplicate_window: timedelta,
                         terms: dict[str, list[str]], author_key: str | None) -> tuple[Row[Any], Routing]:
     """Check the submission against its article and author; return the checks and the route."""
@@ -180,7 +180,7 @@ def _checks_and_routing(session: Session, toxicity: float, thresholds: Threshold
         suspect_terms=tuple(terms.get(SUSPECT, ())),
         premoderation=checks.premoderation,
     )
-    return checks, route(toxicity, thresholds, rules, draw=audit_draw())
+    return checks, route(score.toxicity, thresholds, rules, draw=audit_draw(), threat=score.threat_likely)
 
 
 def submit_comment(
@@ -205,7 +205,7 @@ def submit_comment(
             session.rollback()
             return Submission(first, replayed=True)
         now = utcnow()
-        checks, routing = _checks_and_routing(session, score.toxicity, thresholds, article_id, new, now,
+        checks, routing = _checks_and_routing(session, score, thresholds, article_id, new, now,
                                               duplicate_window, terms, author_key)
     except BaseException:
         session.rollback()
@@ -219,6 +219,7 @@ def submit_comment(
         "created_at": now, "updated_at": now, "decided_by": None, "decided_at": None, "report_count": 0,
         "reported": False, "claimed_by": None, "claimed_until": None,
         "auto_route": routing.auto, "audited": routing.audited, "audit_rate": thresholds.audit_rate,
+        "threat_likely": score.threat_likely,
     }
     connection = session.connection()
     if article_info is not None:

@@ -24,6 +24,8 @@ PENDING_QUEUE, REPORTED_QUEUE = "pending", "reported"
 QUEUES = (PENDING_QUEUE, REPORTED_QUEUE)
 SORTS = ("toxicity", "oldest")
 DECISIONS = {"approve": APPROVED, "reject": REJECTED}
+# Riskiest first: likely threats, then by toxicity (the order of ix_comments_queue).
+QUEUE_ORDER = (Comment.threat_likely.desc(), Comment.toxicity.desc(), Comment.id.desc())
 
 
 @dataclass
@@ -50,9 +52,15 @@ def _in_queue(queue: str) -> ColumnElement[bool]:
     return and_(Comment.status == PENDING, Comment.reported.is_(False))
 
 
+# Cursors name the last comment's place in the queue's order: (threat_likely, toxicity, id) or (threat_likely, id).
+# "q1" cursors (before likely threats came first) are no longer accepted: a moderator reloads the first page.
+CURSOR_TAG = "q2"
+
+
 def _encode(sort: str, comment: Comment) -> str:
-    key = [comment.toxicity, comment.id] if sort == "toxicity" else [comment.id]
-    return base64.urlsafe_b64encode(json.dumps(["q1", sort, *key]).encode()).decode().rstrip("=")
+    threat = int(bool(comment.threat_likely))
+    key = [threat, comment.toxicity, comment.id] if sort == "toxicity" else [threat, comment.id]
+    return base64.urlsafe_b64encode(json.dumps([CURSOR_TAG, sort, *key]).encode()).decode().rstrip("=")
 
 
 def _is_id(value: object) -> bool:
@@ -63,15 +71,15 @@ def _is_id(value: object) -> bool:
 def _decode(cursor: str, sort: str) -> list:
     try:
         raw = load_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(raw, list) or raw[:2] != ["q1", sort]:
+        if not isinstance(raw, list) or raw[:2] != [CURSOR_TAG, sort]:
             raise ValueError(raw)
         key = raw[2:]
         if sort == "toxicity":
-            valid = (len(key) == 2 and isinstance(key[0], float | int) and not isinstance(key[0], bool)
-                     and math.isfinite(key[0]) and _is_id(key[1]))
+            valid = (len(key) == 3 and isinstance(key[1], float | int) and not isinstance(key[1], bool)
+                     and math.isfinite(key[1]) and _is_id(key[2]))
         else:
-            valid = len(key) == 1 and _is_id(key[0])
-        if not valid:
+            valid = len(key) == 2 and _is_id(key[1])
+        if not valid or key[0] not in (0, 1) or isinstance(key[0], bool):
             raise ValueError(key)
         return key
     except (ValueError, IndexError, TypeError, binascii.Error, UnicodeDecodeError):
@@ -79,15 +87,24 @@ def _decode(cursor: str, sort: str) -> list:
                            fields={"cursor": ["Invalid cursor."]}) from None
 
 
+def _after(threat: int, rest: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Return the condition for the comments after a cursor with `threat` and, among equal flags, `rest`."""
+    if threat:
+        return or_(Comment.threat_likely.is_(False), and_(Comment.threat_likely.is_(True), rest))
+    return and_(Comment.threat_likely.is_(False), rest)
+
+
 def _ordered(query, sort: str, after: list | None):
+    """Order a queue: likely threats first (reason `threat_likely`), then the riskiest or the oldest."""
     if sort == "toxicity":
         if after is not None:
-            tox, last = after
-            query = query.where(or_(Comment.toxicity < tox, and_(Comment.toxicity == tox, Comment.id < last)))
-        return query.order_by(Comment.toxicity.desc(), Comment.id.desc())
+            threat, tox, last = after
+            query = query.where(_after(threat, or_(Comment.toxicity < tox,
+                                                   and_(Comment.toxicity == tox, Comment.id < last))))
+        return query.order_by(*QUEUE_ORDER)
     if after is not None:
-        query = query.where(Comment.id > after[0])
-    return query.order_by(Comment.id.asc())
+        query = query.where(_after(after[0], Comment.id > after[1]))
+    return query.order_by(Comment.threat_likely.desc(), Comment.id.asc())
 
 
 def _items(session: Session, comments: list[Comment]) -> list[QueueItem]:
@@ -106,7 +123,7 @@ def _items(session: Session, comments: list[Comment]) -> list[QueueItem]:
 def list_queue(
     session: Session, *, queue: str, article_id: str | None, sort: str, limit: int, cursor: str | None
 ) -> QueuePage:
-    """Return a page of a queue, riskiest first (`toxicity`) or oldest first."""
+    """Return a page of a queue, likely threats first, then riskiest first (`toxicity`) or oldest first."""
     after = _decode(cursor, sort) if cursor else None
     query = select(Comment).where(_in_queue(queue))
     if article_id is not None:
@@ -124,7 +141,8 @@ def claim(
     session: Session, moderator: str, *, limit: int, queue: str = PENDING_QUEUE, article_id: str | None = None,
     minutes: int = 5,
 ) -> list[QueueItem]:
-    """Hand `moderator` up to `limit` comments nobody else holds, riskiest first, for `minutes`.
+    """Hand `moderator` up to `limit` comments nobody else holds, likely threats and then the riskiest first,
+    for `minutes`.
 
     On PostgreSQL the rows are locked with SKIP LOCKED, so concurrent claims never overlap; on SQLite
     the write transaction (BEGIN IMMEDIATE) serialises them.
@@ -137,7 +155,7 @@ def claim(
     )
     if article_id is not None:
         query = query.join(Article).where(Article.external_id == article_id)
-    query = query.order_by(Comment.toxicity.desc(), Comment.id.desc()).limit(limit)
+    query = query.order_by(*QUEUE_ORDER).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Comment)
     comments = list(session.scalars(query))

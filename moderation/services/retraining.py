@@ -216,7 +216,7 @@ def retrain(
         if base.texts:
             say(f"training the prior on {len(base.texts)} base rows")
             trainer(base.texts, base.labels, prior_dir, categories=base.categories, groups=base.groups,
-                    domains=base.domains, seed=seed, progress=say, sources=base.sources)
+                    domains=base.domains, files=base.files or None, seed=seed, progress=say, sources=base.sources)
             prior_model = load_model(prior_dir)
         else:
             prior_model = p.current
@@ -298,6 +298,8 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
         "routing": {**default_routing(evidence, decision), "rows": len(idx)},
         "calibration": evidence.to_metadata(),
         "categories": prior_model.metadata.get("categories", {}),
+        # The correction replaces the classifier only: the prior's threat head sees the same features.
+        **({"threat": prior_model.metadata["threat"]} if "threat" in prior_model.metadata else {}),
         "site": {
             "decisions": len(p.decisions), "usable": len(p.sample), "removed": int(labels[idx].sum()),
             "by_route": dict(sorted(why.items())), "effective_sizes": weighted,
@@ -308,7 +310,8 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
                                                     "nonzero_weights": int(np.count_nonzero(correction.w))},
         },
     }
-    metadata = site_model.write_model(staging, pipeline, prior_model.category_head, metadata)
+    metadata = site_model.write_model(staging, pipeline, prior_model.category_head, metadata,
+                                      threat_head=prior_model.threat_head)
     position = {d.key: i for i, d in enumerate(train_rows)}
     gate_scores = oof[[position[d.key] for d in p.gate_rows]] if p.gate_possible else None
     return _Built(metadata, gate_scores)

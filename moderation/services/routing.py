@@ -4,6 +4,11 @@ A random audit sample of the comments the model decides on its own (published or
 not by a banned term or a banned author) is held for a person instead, with reason `audit_sample`:
 the moderators' decisions on it measure the leak and the reject precision of the automatic routing
 without selection bias (`moderation.services.audit.audit_estimates`).
+
+A likely threat (the model's threat head, reason `threat_likely`) is held for a person whatever its
+toxicity: never published, and not rejected by score alone either, since a newsroom may have to report
+it, keep it as evidence or warn the person threatened. It goes to the top of the queue
+(`moderation.services.queue`). A banned term or a banned author still rejects it, as any comment.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from moderation.models import APPROVED, PENDING, REJECTED
 
 AUDIT_SAMPLE = "audit_sample"
+THREAT_LIKELY = "threat_likely"
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,12 @@ class Rules:
 
 
 def route(toxicity: float, thresholds: Thresholds, rules: Rules = Rules(), *,  # noqa: B008
-          draw: float = 1.0) -> Routing:
+          draw: float = 1.0, threat: bool = False) -> Routing:
     """Route one scored comment: any reject reason rejects, else any hold reason holds, else publish.
 
     `draw` is a uniform random number in [0, 1): a decision the model takes alone goes to the audit
-    sample when `draw` is below the audit rate.
+    sample when `draw` is below the audit rate. `threat` (a likely threat) holds the comment with
+    `threat_likely` instead of any decision by score; rules reject it as before.
     """
     reject = [
         code for code, applies in (
@@ -66,13 +73,16 @@ def route(toxicity: float, thresholds: Thresholds, rules: Rules = Rules(), *,  #
             ("toxicity_high", toxicity >= thresholds.reject),
         ) if applies
     ]
-    if reject:
-        if reject != ["toxicity_high"]:
-            return Routing(REJECTED, tuple(reject))
+    if reject and reject != ["toxicity_high"]:
+        return Routing(REJECTED, tuple(reject))
+    if reject and not threat:
         return _audited(Routing(REJECTED, tuple(reject), auto=REJECTED), thresholds, draw)
-    likely = thresholds.decision is not None and toxicity >= max(thresholds.decision, thresholds.approve)
+    # Above the reject threshold only a threat gets here: the model takes it for offensive.
+    likely = toxicity >= thresholds.reject or (
+        thresholds.decision is not None and toxicity >= max(thresholds.decision, thresholds.approve))
     hold = [
         code for code, applies in (
+            (THREAT_LIKELY, threat),
             ("premoderation", rules.premoderation),
             ("suspect_term", bool(rules.suspect_terms)),
             ("toxicity_likely", likely),

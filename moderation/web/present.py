@@ -16,8 +16,9 @@ from moderation.services.decisions import REVERSAL, DecisionEntry
 from moderation.services.queue import QueueItem
 from moderation.services.routing import Thresholds
 
-CATEGORIES = {"insult": "Beleidigung", "abuse": "Schmähung", "profanity": "Vulgärsprache"}
+CATEGORIES = {"insult": "Beleidigung", "abuse": "Schmähung", "profanity": "Vulgärsprache", "threat": "Drohung"}
 REASONS = {
+    "threat_likely": "Drohung",
     "toxicity_uncertain": "Modell unsicher",
     "toxicity_likely": "Wahrscheinlich toxisch",
     "toxicity_high": "Hohe Toxizität",
@@ -135,6 +136,7 @@ class QueueEntry:
     category: str
     reasons: list[str]
     report_reasons: list[tuple[str, int]]
+    threat: bool  # held as a likely threat: its reason ("Drohung", always the first) is marked
     approved: int
     rejected: int
     banned: bool
@@ -174,6 +176,7 @@ def queue_entries(
             reasons=reason_labels(comment.reasons, comment.toxicity, thresholds),
             report_reasons=sorted(((label(REPORT_REASONS, r), n) for r, n in item.report_reasons.items()),
                                   key=lambda pair: -pair[1]),
+            threat=bool(comment.threat_likely),
             approved=item.history.approved,
             rejected=item.history.rejected,
             banned=item.history.banned,
