@@ -21,8 +21,8 @@ held-out rows are scored, every one as a comment, the way the service scores any
   case passes when (score >= decision threshold) == its label. The team file and the suite were written
   separately and share no row (the check below counts suite cases equal to a training row of the cell:
   0 on 2026-12-07); seven cases share five words or more with a team row ("Ich weiß, wo du wohnst",
-  "gehören an die Wand gestellt"), stock phrases of such threats, not copies. The
-  four shift cells train on public corpora alone, so their figures stay comparable with earlier runs.
+  "gehören an die Wand gestellt"), stock phrases of such threats, not copies. The four shift cells
+  train on public corpora alone, so their figures stay comparable with earlier runs.
 Per shift cell: F1 = GermEval's macro-F1 at the decision threshold (train.DECISION_THRESHOLD),
 AUC = ROC-AUC, auto = the share of comments publishable at a 2 % leak at a 10 % toxic rate
 (moderation.ml.shift.approvable_share). All x 100. Held-out rows equal to a training row of the cell
