@@ -1,23 +1,28 @@
 """Judge a training recipe on text it never saw: one table of held-out-corpus and functional-suite figures.
 
     .venv/bin/python benchmarks/shift_eval.py --data-dir ../shared/data             # current and plain
-    .venv/bin/python benchmarks/shift_eval.py --recipe current --recipe=-encoder --seeds 2 --jobs 2
+    .venv/bin/python benchmarks/shift_eval.py --recipe current --recipe 2026-12-06 --seeds 2 --jobs 2
     .venv/bin/python benchmarks/shift_eval.py --recipe all --cv                      # every recipe, with CV
     .venv/bin/python benchmarks/shift_eval.py --from-json a.json --from-json b.json  # table only, no fit
     .venv/bin/python benchmarks/shift_eval.py --list-recipes
     .venv/bin/python benchmarks/shift_eval.py --model model                          # the suite on a stored model
 
 Rows are recipes: "current" is moderation/ml/pipeline.py DEFAULT_PARAMS, the others change it (RECIPES
-below). Each cell is one fit of the pipeline on all its training rows (train.fit_pipeline, no
-cross-validation), then the held-out rows are scored, every one as a comment, the way the service
-scores any text:
+below); "2026-12-06" is the default before decision record 12, "lean" the one it chose. Each cell is
+one fit of the pipeline on all its training rows (train.fit_pipeline, no cross-validation), then the
+held-out rows are scored, every one as a comment, the way the service scores any text:
 - GE18 <- 21+GAHD, GE21 <- 18+GAHD, GAHD <- 18+21: leave one corpus out of GermEval 2018, GermEval 2021
   and GAHD (train and dev), train on the other two, score the one left out.
 - GE19 <- 18: train on GermEval 2018 alone, score GermEval 2019 (a later period, other accounts; our
   copy states no licence, so it is never trained on).
-- suite: train on all three corpora, as the shipped model is to be (GAHD joins its training data), and
-  score the functional suite (benchmarks/functional/cases.jsonl): the share of cases passed per
-  category, where a case passes when (score >= decision threshold) == its label.
+- suite: train on what the shipped model trains on (the three corpora and the team's own threats,
+  data/team/threats.jsonl, which is read from the repository, not from --data-dir) and score the
+  functional suite (benchmarks/functional/cases.jsonl): the share of cases passed per category, where a
+  case passes when (score >= decision threshold) == its label. The team file and the suite were written
+  separately and share no row (the check below counts suite cases equal to a training row of the cell:
+  0 on 2026-12-07); seven cases share five words or more with a team row ("Ich weiß, wo du wohnst",
+  "gehören an die Wand gestellt"), stock phrases of such threats, not copies. The four shift cells
+  train on public corpora alone, so their figures stay comparable with earlier runs.
 Per shift cell: F1 = GermEval's macro-F1 at the decision threshold (train.DECISION_THRESHOLD),
 AUC = ROC-AUC, auto = the share of comments publishable at a 2 % leak at a 10 % toxic rate
 (moderation.ml.shift.approvable_share). All x 100. Held-out rows equal to a training row of the cell
@@ -84,6 +89,7 @@ CORPORA = {
     "gahd": "gahd/gahd_train_dev.csv",
     "germeval2019": "germeval2019/germeval2019_training_subtask12.txt",  # validation only
 }
+TEAM = ROOT / "data" / "team" / "threats.jsonl"  # the team's own rows: in the suite cell's training only
 TRAINABLE = ("germeval2018", "germeval2021", "gahd")
 CELLS = {  # name: (training corpora, held-out corpus)
     "GE18 <- 21+GAHD": (("germeval2021", "gahd"), "germeval2018"),
@@ -104,18 +110,34 @@ MARGIN: float | None = 2.5
 PLAIN = {"word_ngram_range": (1, 2), "char_ngram_range": (3, 5), "min_df": 1, "max_df": 1.0, "nb_alpha": None,
          "C": 1.0, "class_weight": "balanced", "normalize": False, "word_weight": 1.0, "style_weight": None,
          "encoder_weight": None, "domain_adaptation": False, "unmask": False}
+# The default recipe until 2026-12-07 (decision record 12 replaced it with "lean").
+DEFAULT_2026_12_06 = {"word_ngram_range": (1, 2), "char_ngram_range": (3, 5), "min_df": 1, "max_df": 0.9,
+                      "nb_alpha": 0.07, "C": 3.0, "class_weight": "balanced", "normalize": True, "word_weight": 0.4,
+                      "style_weight": 0.1, "domain_adaptation": True, "encoder_weight": 0.3, "encoder_dims": 128,
+                      "unmask": True}
+# Word unigrams and char 3-4 grams after normalisation, domain adaptation; no NB scaling, style counts,
+# sentence encoder or unmasking.
+LEAN = {"word_ngram_range": (1, 1), "char_ngram_range": (3, 4), "min_df": 1, "max_df": 0.9, "nb_alpha": None,
+        "C": 3.0, "class_weight": "balanced", "normalize": True, "word_weight": 0.4, "style_weight": None,
+        "domain_adaptation": True, "encoder_weight": None, "encoder_dims": 128, "unmask": False}
 RECIPES: dict[str, dict[str, Any]] = {
     "current": {},
     "plain": PLAIN,
-    "-style": {"style_weight": None},
-    "-encoder": {"encoder_weight": None},
+    "2026-12-06": DEFAULT_2026_12_06,
+    "lean": LEAN,
+    # One block at a time on top of "lean" (or taken from it), named after what they change, so that they keep
+    # meaning the same when DEFAULT_PARAMS changes again.
+    "lean+encoder": {**LEAN, "encoder_weight": 0.3},
+    "lean+nb": {**LEAN, "nb_alpha": 0.07},
+    "lean+style": {**LEAN, "style_weight": 0.1},
+    "lean+unmask": {**LEAN, "unmask": True},
+    "lean+word1-2": {**LEAN, "word_ngram_range": (1, 2)},
+    "lean+char3-5": {**LEAN, "char_ngram_range": (3, 5)},
+    "lean-normalize": {**LEAN, "normalize": False},
+    "lean-domain_adaptation": {**LEAN, "domain_adaptation": False},
     "-domain_adaptation": {"domain_adaptation": False},
-    "-unmask": {"unmask": False},
-    "-nb": {"nb_alpha": None},
     "-normalize": {"normalize": False, "unmask": False},
     "char2-5": {"char_ngram_range": (2, 5)},
-    "char3-4": {"char_ngram_range": (3, 4)},
-    "word1": {"word_ngram_range": (1, 1)},
     "word1-3": {"word_ngram_range": (1, 3)},
     # Not a pipeline parameter: `domain_of` renames the readers' domains before fitting. GAHD trains as its own
     # domain (moderation/ml/data.py); this trains it as comments, the served domain, instead.
@@ -140,6 +162,7 @@ def _sha256(path: Path) -> str:
 def load_inputs(data_dir: Path, suite_path: Path) -> tuple[dict, list, dict]:
     """Read the four corpora and the suite; return (corpora, cases, the JSON header describing them)."""
     corpora = {name: read_dataset(data_dir / rel) for name, rel in CORPORA.items()}
+    corpora["team"] = read_dataset(TEAM)
     cases = read_cases(suite_path)
     cells = {}
     for cell, (train, test) in CELLS.items():
@@ -147,12 +170,12 @@ def load_inputs(data_dir: Path, suite_path: Path) -> tuple[dict, list, dict]:
         keep = [i for i, text in enumerate(corpora[test].texts) if _key(text) not in seen]
         cells[cell] = {"train": list(train), "test": test, "rows": keep,
                        "dropped": len(corpora[test].texts) - len(keep)}
-    seen = {_key(t) for name in TRAINABLE for t in corpora[name].texts}
-    cells[SUITE] = {"train": list(TRAINABLE), "test": SUITE, "rows": list(range(len(cases))),
+    seen = {_key(t) for name in (*TRAINABLE, "team") for t in corpora[name].texts}
+    cells[SUITE] = {"train": [*TRAINABLE, "team"], "test": SUITE, "rows": list(range(len(cases))),
                     "in_training": sorted(c.id for c in cases if _key(c.text) in seen)}
     header = {
-        "data": {name: {"path": CORPORA[name], "sha256": d.sources[0]["sha256"], "rows": len(d.texts),
-                        "labels": d.labels} for name, d in corpora.items()},
+        "data": {name: {"path": CORPORA.get(name, str(TEAM.relative_to(ROOT))), "sha256": d.sources[0]["sha256"],
+                        "rows": len(d.texts), "labels": d.labels} for name, d in corpora.items()},
         "suite": {"path": str(suite_path), "sha256": _sha256(suite_path), "ids": [c.id for c in cases],
                   "categories": [c.category for c in cases], "labels": [c.label for c in cases]},
         "cells": cells,

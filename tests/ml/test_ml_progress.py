@@ -71,7 +71,7 @@ def test_cross_fit_in_this_process_reports_each_finished_fit():
 
 def test_cross_fit_in_two_workers_reports_the_encoder_in_each_worker_then_every_fit(monkeypatch):
     """Each worker process distils the encoder once (several seconds): that shows as its own phase."""
-    params = {"min_df": 1, "max_df": 1.0}
+    params = {"min_df": 1, "max_df": 1.0, "encoder_weight": 0.3}  # not in the shipped recipe, still supported
     expected, _ = train.out_of_fold_scores(TEXTS, LABELS, GROUPS, params, seed=0, n_jobs=1)
     monkeypatch.setattr(train, "SMALL_DATA_ROWS", 0)  # two real worker processes even for these few rows
     calls, progress = _recorder()
