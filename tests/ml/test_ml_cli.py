@@ -115,6 +115,7 @@ FOLDER_OPTIONS = [
     (["models", "import"], ["--store"]),
     (["models", "export"], ["--out", "--store"]),
     (["models", "calibrate"], ["--model"]),
+    (["models", "prune"], ["--store"]),
 ]
 
 
