@@ -9,11 +9,14 @@ classifier, unchanged) and fits, on the site's decisions alone, a logistic regre
     logit p(x) = a * m(x) + b + w . x
 
 where m(x) is the prior's logit, a and b are (practically) unpenalised and the correction w, one
-weight per feature of the prior, has a strong L2 penalty (`CORRECTION_C`): with few decisions w
+weight per feature of the prior, has an L2 penalty of inverse strength C: with few decisions w
 stays near 0 and the candidate ranks like the prior (a re-scaled), with more it moves towards the
-site's norms, word by word. Because m is linear in x, the result is again one logistic regression
-over the same features, coefficients a * prior + w: the artifact has the prior's shape, serving and
-its fast path do not change. The prior's own coefficients ride along on the classifier
+site's norms, word by word. How far the decisions should move the prior depends on the size of the
+features (a recipe change alters it) and on how much the site disagrees with the prior, so C is chosen
+per run by cross-validation on the decisions themselves (`choose_c`, `C_GRID`); `CORRECTION_C` is the
+fallback when there are too few decisions to choose. Because m is linear in x, the result is again
+one logistic regression over the same features, coefficients a * prior + w: the artifact has the
+prior's shape, serving and its fast path do not change. The prior's own coefficients ride along on the classifier
 (`prior_coef_`, `prior_intercept_`, `prior_version_`), so the next retrain corrects the prior again
 from all decisions instead of stacking corrections.
 
@@ -42,10 +45,13 @@ from sklearn.pipeline import Pipeline
 
 from moderation.ml.model import ARTIFACT_FORMAT, file_sha256, write_metadata
 
-# Inverse strength of the correction's L2 penalty. Chosen before the replay comparison on how far a
-# few hundred decisions should move the prior: at 0.1 a correction weight needs a feature's evidence
-# from dozens of decisions; see benchmarks/replay_site.py for what it buys.
+# Inverse strength of the correction's L2 penalty when the decisions are too few to choose it
+# (`choose_c`), and the value record 11 fixed for NB-scaled features: at 0.1 a correction weight needs
+# a feature's evidence from dozens of decisions.
 CORRECTION_C = 0.1
+# The values `choose_c` compares (decision record 13): a log grid around CORRECTION_C wide enough for
+# feature scales that differ by a factor of ten either way.
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # The prior's logit enters multiplied by this, so the penalty on its coefficient a / PRIOR_SCALE is negligible.
 PRIOR_SCALE = 10.0
 FOLDS = 5
@@ -89,15 +95,26 @@ def prior_logit(prior: Prior, x: sparse.csr_matrix) -> np.ndarray:
     return np.asarray(x @ prior.coef).ravel() + prior.intercept
 
 
+def _design(x: sparse.csr_matrix, logit: np.ndarray) -> sparse.csr_matrix:
+    return sparse.hstack([sparse.csr_matrix(np.asarray(logit).reshape(-1, 1) * PRIOR_SCALE), x], format="csr")
+
+
+def _regression(C: float, *, warm: bool = False) -> LogisticRegression:
+    # lbfgs leaves the intercept unpenalised; liblinear would shrink b as well.
+    return LogisticRegression(C=C, class_weight="balanced", solver="lbfgs", max_iter=5000, warm_start=warm)
+
+
+def _correction(model: LogisticRegression, C: float) -> Correction:
+    coef = model.coef_[0]
+    return Correction(a=float(coef[0]) * PRIOR_SCALE, b=float(model.intercept_[0]), w=np.asarray(coef[1:]), C=C)
+
+
 def fit_correction(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, *, C: float = CORRECTION_C,
                    weights: np.ndarray | None = None) -> Correction:
     """Fit a, b and w on the site's decisions (balanced classes, like the prior)."""
-    design = sparse.hstack([sparse.csr_matrix(np.asarray(logit).reshape(-1, 1) * PRIOR_SCALE), x], format="csr")
-    # lbfgs leaves the intercept unpenalised; liblinear would shrink b as well.
-    model = LogisticRegression(C=C, class_weight="balanced", solver="lbfgs", max_iter=5000)
-    model.fit(design, np.asarray(labels, dtype=int), sample_weight=weights)
-    coef = model.coef_[0]
-    return Correction(a=float(coef[0]) * PRIOR_SCALE, b=float(model.intercept_[0]), w=np.asarray(coef[1:]), C=C)
+    model = _regression(C)
+    model.fit(_design(x, logit), np.asarray(labels, dtype=int), sample_weight=weights)
+    return _correction(model, C)
 
 
 def corrected_logit(correction: Correction, x: sparse.csr_matrix, logit: np.ndarray) -> np.ndarray:
@@ -119,6 +136,18 @@ def cross_fit(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, group
     (by row when there are fewer groups than folds); the other rows (no random sample: they train, they
     are not scored) join every fold's training. Rows not scored are NaN.
     """
+    by_c, folds = cross_fit_grid(x, logit, labels, groups, scored=scored, grid=(C,), seed=seed, folds=folds)
+    return by_c[C], folds
+
+
+def cross_fit_grid(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups: list[str], *,
+                   scored: np.ndarray | None = None, grid: tuple[float, ...] = C_GRID, seed: int = 0,
+                   folds: int = FOLDS) -> tuple[dict[float, np.ndarray], int]:
+    """`cross_fit` for every C of `grid` on the same folds: ({C: out-of-fold probabilities}, folds used).
+
+    Within a fold the fits go from the strongest penalty to the weakest, each starting from the previous
+    solution (the optimum is the same; lbfgs gets there in fewer steps).
+    """
     labels = np.asarray(labels, dtype=int)
     scored = np.ones(len(labels), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
     idx, extra = np.flatnonzero(scored), np.flatnonzero(~scored)
@@ -128,15 +157,86 @@ def cross_fit(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, group
     folds = min(folds, len(set(sub_groups)), int(np.bincount(sub_labels, minlength=2).min()))
     if folds < 2:
         raise ValueError("cross-fitting needs at least two groups and two decisions of each class")
-    oof = np.full(len(labels), np.nan)
+    oof = {C: np.full(len(labels), np.nan) for C in grid}
+    design = _design(x, logit)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(idx)), sub_labels, sub_groups):
         rows, held = np.concatenate([idx[train], extra]), idx[test]
         if len(set(labels[rows].tolist())) < 2:
             raise ValueError("a cross-fitting fold lacks one class; more decisions are needed")
-        correction = fit_correction(x[rows], logit[rows], labels[rows], C=C)
-        oof[held] = sigmoid(corrected_logit(correction, x[held], logit[held]))
+        model = _regression(min(grid), warm=True)
+        for C in sorted(grid):
+            model.set_params(C=C)
+            model.fit(design[rows], labels[rows])
+            oof[C][held] = sigmoid(corrected_logit(_correction(model, C), x[held], logit[held]))
     return oof, folds
+
+
+def balanced_log_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Return the weighted log-loss with each class's weights scaled to the same total (like the balanced fit)."""
+    labels = np.asarray(labels, dtype=int)
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
+    p = np.clip(np.asarray(probabilities, dtype=float), 1e-12, 1 - 1e-12)
+    loss = 0.0
+    for c, q in ((1, p), (0, 1 - p)):
+        mask = labels == c
+        loss += 0.5 * float(np.sum(weights[mask] * -np.log(q[mask])) / np.sum(weights[mask]))
+    return loss
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How C was chosen: by cross-validation on the decisions, or the fallback constant (and why)."""
+
+    C: float
+    how: str  # "cross-validation", "fixed" or "fallback"
+    grid: list[dict[str, Any]]  # per C: its held-out figures
+    note: str = ""
+    oof: np.ndarray | None = None  # the chosen C's out-of-fold probabilities (all rows; NaN where not scored)
+    folds: int = 0
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {"C": self.C, "chosen_by": self.how, "grid": self.grid, **({"note": self.note} if self.note else {}),
+                **({"metric": "out-of-fold log-loss of the usable decisions, weighted by their pooled weights, "
+                              "classes balanced; lowest wins"} if self.how == "cross-validation" else {})}
+
+
+def choose_c(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups: list[str], *,
+             scored: np.ndarray | None = None, weights: np.ndarray | None = None, grid: tuple[float, ...] = C_GRID,
+             seed: int = 0, folds: int = FOLDS, min_rows: int = 100, min_per_class: int = 20) -> Choice:
+    """Choose the correction's C from `grid` by cross-validation on the decisions (decision record 13).
+
+    The figure is the out-of-fold log-loss of the `scored` rows, weighted by `weights` (their
+    inverse-propensity weights, aligned with the scored rows), each class's weights scaled to the same
+    total. Log-loss, not ROC-AUC: the out-of-fold scores become the routing calibration, so the scores
+    themselves matter, not only their order, and ROC-AUC is flat over much of the grid. Balanced, because
+    the correction is fitted with balanced classes: the figure estimates the loss the fit minimises,
+    without its penalty. The lowest figure wins; a tie goes to the smaller C. The chosen C's out-of-fold
+    scores come with the choice, so the search costs the other C's fits and nothing more.
+
+    With fewer than `min_rows` scored rows or `min_per_class` of a class, or folds that lack a class,
+    `CORRECTION_C` is kept and the choice says why.
+    """
+    labels = np.asarray(labels, dtype=int)
+    scored = np.ones(len(labels), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
+    idx = np.flatnonzero(scored)
+    removed = int(labels[idx].sum())
+    kept = len(idx) - removed
+    if len(idx) < min_rows or min(removed, kept) < min_per_class:
+        return Choice(CORRECTION_C, "fallback", [], note=(
+            f"too few decisions to choose C ({len(idx)}: {removed} removed, {kept} kept; at least {min_rows} with "
+            f"{min_per_class} of each are needed): the fixed {CORRECTION_C} is used"))
+    try:
+        by_c, used = cross_fit_grid(x, logit, labels, groups, scored=scored, grid=grid, seed=seed, folds=folds)
+    except ValueError as exc:
+        return Choice(CORRECTION_C, "fallback", [], note=f"{exc}: the fixed {CORRECTION_C} is used")
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    figures = []
+    for C in sorted(grid):
+        figures.append({"C": C, "log_loss": round(balanced_log_loss(labels[idx], by_c[C][idx], w), 5),
+                        "weighted_roc_auc": round(weighted_auc(labels[idx], by_c[C][idx], w), 5)})
+    best = min(figures, key=lambda f: f["log_loss"])["C"]  # min keeps the first (smallest C) of equal figures
+    return Choice(best, "cross-validation", figures, oof=by_c[best], folds=used)
 
 
 def corrected_pipeline(pipeline: Pipeline, prior: Prior, correction: Correction) -> Pipeline:
