@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,17 +137,19 @@ def cross_fit(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, group
     (by row when there are fewer groups than folds); the other rows (no random sample: they train, they
     are not scored) join every fold's training. Rows not scored are NaN.
     """
-    by_c, folds = cross_fit_grid(x, logit, labels, groups, scored=scored, grid=(C,), seed=seed, folds=folds)
-    return by_c[C], folds
+    _, oof, used = next(cross_fit_path(x, logit, labels, groups, scored=scored, grid=(C,), seed=seed, folds=folds))
+    return oof, used
 
 
-def cross_fit_grid(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups: list[str], *,
+def cross_fit_path(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups: list[str], *,
                    scored: np.ndarray | None = None, grid: tuple[float, ...] = C_GRID, seed: int = 0,
-                   folds: int = FOLDS) -> tuple[dict[float, np.ndarray], int]:
-    """`cross_fit` for every C of `grid` on the same folds: ({C: out-of-fold probabilities}, folds used).
+                   folds: int = FOLDS) -> Iterator[tuple[float, np.ndarray, int]]:
+    """`cross_fit` for each C of `grid` in turn, on the same folds: yields (C, out-of-fold probabilities, folds used).
 
-    Within a fold the fits go from the strongest penalty to the weakest, each starting from the previous
-    solution (the optimum is the same; lbfgs gets there in fewer steps).
+    From the strongest penalty to the weakest; each fold's fit starts from its solution at the previous C
+    (the optimum is the same, lbfgs gets there in fewer steps). A caller that stops iterating skips the
+    remaining, weaker penalties, whose fits are the slowest. Raises ValueError before the first fit when
+    the decisions cannot be cross-fitted.
     """
     labels = np.asarray(labels, dtype=int)
     scored = np.ones(len(labels), dtype=bool) if scored is None else np.asarray(scored, dtype=bool)
@@ -157,19 +160,20 @@ def cross_fit_grid(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, 
     folds = min(folds, len(set(sub_groups)), int(np.bincount(sub_labels, minlength=2).min()))
     if folds < 2:
         raise ValueError("cross-fitting needs at least two groups and two decisions of each class")
-    oof = {C: np.full(len(labels), np.nan) for C in grid}
-    design = _design(x, logit)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(np.zeros(len(idx)), sub_labels, sub_groups):
-        rows, held = np.concatenate([idx[train], extra]), idx[test]
-        if len(set(labels[rows].tolist())) < 2:
-            raise ValueError("a cross-fitting fold lacks one class; more decisions are needed")
-        model = _regression(min(grid), warm=True)
-        for C in sorted(grid):
+    splits = [(np.concatenate([idx[train], extra]), idx[test])
+              for train, test in splitter.split(np.zeros(len(idx)), sub_labels, sub_groups)]
+    if any(len(set(labels[rows].tolist())) < 2 for rows, _ in splits):
+        raise ValueError("a cross-fitting fold lacks one class; more decisions are needed")
+    design = _design(x, logit)
+    models = [_regression(min(grid), warm=True) for _ in splits]
+    for C in sorted(grid):
+        oof = np.full(len(labels), np.nan)
+        for model, (rows, held) in zip(models, splits, strict=True):
             model.set_params(C=C)
             model.fit(design[rows], labels[rows])
-            oof[C][held] = sigmoid(corrected_logit(_correction(model, C), x[held], logit[held]))
-    return oof, folds
+            oof[held] = sigmoid(corrected_logit(_correction(model, C), x[held], logit[held]))
+        yield C, oof, folds
 
 
 def balanced_log_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -186,11 +190,11 @@ def balanced_log_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np
 
 @dataclass(frozen=True)
 class Choice:
-    """How C was chosen: by cross-validation on the decisions, or the fallback constant (and why)."""
+    """How C was chosen: by cross-validation on the decisions, fixed by the caller, or the fallback constant."""
 
     C: float
     how: str  # "cross-validation", "fixed" or "fallback"
-    grid: list[dict[str, Any]]  # per C: its held-out figures
+    grid: list[dict[str, Any]]  # per C tried: its held-out figures
     note: str = ""
     oof: np.ndarray | None = None  # the chosen C's out-of-fold probabilities (all rows; NaN where not scored)
     folds: int = 0
@@ -199,6 +203,11 @@ class Choice:
         return {"C": self.C, "chosen_by": self.how, "grid": self.grid, **({"note": self.note} if self.note else {}),
                 **({"metric": "out-of-fold log-loss of the usable decisions, weighted by their pooled weights, "
                               "classes balanced; lowest wins"} if self.how == "cross-validation" else {})}
+
+
+# `choose_c` stops once the figure rose at this many grid points in a row: the weaker penalties after them
+# are the slowest fits and, the held-out loss being unimodal in C in every run measured, not chosen.
+RISES_TO_STOP = 2
 
 
 def choose_c(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups: list[str], *,
@@ -211,8 +220,9 @@ def choose_c(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups
     total. Log-loss, not ROC-AUC: the out-of-fold scores become the routing calibration, so the scores
     themselves matter, not only their order, and ROC-AUC is flat over much of the grid. Balanced, because
     the correction is fitted with balanced classes: the figure estimates the loss the fit minimises,
-    without its penalty. The lowest figure wins; a tie goes to the smaller C. The chosen C's out-of-fold
-    scores come with the choice, so the search costs the other C's fits and nothing more.
+    without its penalty. The lowest figure wins; a tie goes to the smaller C. The grid is walked from the
+    strongest penalty up and left once the figure rose RISES_TO_STOP times in a row. The chosen C's
+    out-of-fold scores come with the choice, so the search costs the other C's fits and nothing more.
 
     With fewer than `min_rows` scored rows or `min_per_class` of a class, or folds that lack a class,
     `CORRECTION_C` is kept and the choice says why.
@@ -226,17 +236,27 @@ def choose_c(x: sparse.csr_matrix, logit: np.ndarray, labels: np.ndarray, groups
         return Choice(CORRECTION_C, "fallback", [], note=(
             f"too few decisions to choose C ({len(idx)}: {removed} removed, {kept} kept; at least {min_rows} with "
             f"{min_per_class} of each are needed): the fixed {CORRECTION_C} is used"))
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    figures: list[dict[str, Any]] = []
+    best: tuple[float, np.ndarray, int] | None = None
+    rises = 0
     try:
-        by_c, used = cross_fit_grid(x, logit, labels, groups, scored=scored, grid=grid, seed=seed, folds=folds)
+        for C, oof, used in cross_fit_path(x, logit, labels, groups, scored=scored, grid=grid, seed=seed,
+                                           folds=folds):
+            loss = round(balanced_log_loss(labels[idx], oof[idx], w), 5)
+            rises = rises + 1 if figures and loss > figures[-1]["log_loss"] else 0
+            figures.append({"C": C, "log_loss": loss,
+                            "weighted_roc_auc": round(weighted_auc(labels[idx], oof[idx], w), 5)})
+            if best is None or loss < min(f["log_loss"] for f in figures[:-1]):
+                best = (C, oof, used)
+            if rises >= RISES_TO_STOP:
+                break
     except ValueError as exc:
         return Choice(CORRECTION_C, "fallback", [], note=f"{exc}: the fixed {CORRECTION_C} is used")
-    w = None if weights is None else np.asarray(weights, dtype=float)
-    figures = []
-    for C in sorted(grid):
-        figures.append({"C": C, "log_loss": round(balanced_log_loss(labels[idx], by_c[C][idx], w), 5),
-                        "weighted_roc_auc": round(weighted_auc(labels[idx], by_c[C][idx], w), 5)})
-    best = min(figures, key=lambda f: f["log_loss"])["C"]  # min keeps the first (smallest C) of equal figures
-    return Choice(best, "cross-validation", figures, oof=by_c[best], folds=used)
+    skipped = [C for C in sorted(grid) if C > figures[-1]["C"]]
+    note = (f"stopped after the log-loss rose at {RISES_TO_STOP} grid points in a row; not tried: "
+            + ", ".join(f"{C:g}" for C in skipped)) if skipped else ""
+    return Choice(best[0], "cross-validation", figures, note=note, oof=best[1], folds=best[2])
 
 
 def corrected_pipeline(pipeline: Pipeline, prior: Prior, correction: Correction) -> Pipeline:

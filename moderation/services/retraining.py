@@ -275,7 +275,7 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
         oof, folds = choice.oof, choice.folds
         figures = ", ".join(f"{g['C']:g}: {g['log_loss']:.4f}" for g in choice.grid)
         say(f"chose C = {choice.C:g} for the correction by {folds}-fold cross-validation grouped by article "
-            f"(out-of-fold log-loss, weighted and balanced: {figures})")
+            f"(out-of-fold log-loss, weighted and balanced: {figures}){'; ' + choice.note if choice.note else ''}")
     else:
         if choice.note:
             say(choice.note)
