@@ -21,7 +21,8 @@ Printed per batch: the model that served and the thresholds in force, the share 
 person (published + rejected by the model alone), the leak (removed share of the comments the model
 published on its own, audited ones included) and the reject precision as the labels say, the same as the
 service estimated them from its audit sample (the stats API, per model version, two-sided 95 %
-Clopper-Pearson intervals), and what retrain did. Writes replay.json and replay.png to --out.
+Clopper-Pearson intervals), the serving model's ROC-AUC on the batch (its intake scores against the
+labels of all the batch's comments), and what retrain did. Writes replay.json and replay.png to --out.
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ def share(k: int, n: int) -> dict[str, Any]:
 def batch_figures(engine, ids: dict[int, int]) -> dict[str, Any]:
     """What the model did alone with this batch's comments, measured by the labels."""
     with engine.connect() as conn:
-        rows = conn.execute(select(Comment.id, Comment.auto_route, Comment.audited, Comment.model_version)
-                            .where(Comment.id.in_(list(ids)))).all()
+        rows = conn.execute(select(Comment.id, Comment.auto_route, Comment.audited, Comment.model_version,
+                                   Comment.toxicity).where(Comment.id.in_(list(ids)))).all()
     published = [ids[r.id] for r in rows if r.auto_route == APPROVED]
     rejected = [ids[r.id] for r in rows if r.auto_route == REJECTED]
     automated = sum(1 for r in rows if r.auto_route is not None and not r.audited)
@@ -171,7 +172,17 @@ def batch_figures(engine, ids: dict[int, int]) -> dict[str, Any]:
         "leak": share(sum(published), len(published)),
         "reject_precision": share(sum(rejected), len(rejected)),
         "versions": sorted({r.model_version for r in rows}),
+        "serving_auc": serving_auc([ids[r.id] for r in rows], [r.toxicity for r in rows]),
     }
+
+
+def serving_auc(labels: list[int], scores: list[float]) -> float | None:
+    """The serving model's ROC-AUC on a batch: its intake scores against the labels (every comment has one)."""
+    if len(set(labels)) < 2:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
 
 
 def fmt_share(s: dict[str, Any]) -> str:
@@ -185,7 +196,8 @@ def fmt_share(s: dict[str, Any]) -> str:
 def table(batches: list[dict[str, Any]]) -> str:
     """Return the per-batch table as Markdown."""
     head = ("| batch | comments | model | approve < | reject ≥ | removal rate used | decided alone | leak (labels) "
-            "| reject precision (labels) | leak (service, audit) | reject precision (service, audit) | retrain |")
+            "| reject precision (labels) | leak (service, audit) | reject precision (service, audit) "
+            "| serving ROC-AUC (labels) | retrain |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for b in batches:
         service = b.get("service") or {}
@@ -193,7 +205,8 @@ def table(batches: list[dict[str, Any]]) -> str:
             f"| {b['batch']} | {b['comments']} | {b['model']} | {b['approve']:.4f} | {b['reject']:.4f} | "
             f"{b['removal_rate_used']:.3f} | {b['automation'] * 100:.1f}% ({b['published_alone']} published, "
             f"{b['rejected_alone']} rejected) | {fmt_share(b['leak'])} | {fmt_share(b['reject_precision'])} | "
-            f"{fmt_share(service.get('leak'))} | {fmt_share(service.get('reject_precision'))} | {b['retrain']} |")
+            f"{fmt_share(service.get('leak'))} | {fmt_share(service.get('reject_precision'))} | "
+            f"{'–' if b.get('serving_auc') is None else format(b['serving_auc'], '.3f')} | {b['retrain']} |")
     return "\n".join(lines)
 
 

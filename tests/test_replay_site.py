@@ -30,8 +30,8 @@ def test_replay_runs_two_batches_retrains_between_them_and_prints_the_table(tmp_
     assert lines[0] == f"replay of {data} at a 30% removal rate, seed 0, 2 batches, audit rate 0.02"
     header, rule, first, second = lines[1:5]
     assert header.startswith("| batch | comments | model | approve < | reject ≥ |")
-    assert rule == "|" + "---|" * 12
-    assert [line.count("|") for line in (first, second)] == [13, 13]
+    assert rule == "|" + "---|" * 13
+    assert [line.count("|") for line in (first, second)] == [14, 14]
     figures = json.loads((out / "replay.json").read_text(encoding="utf-8"))
     one, two = figures["rows"]
     # All 160 kept comments and 69 removed ones (30 %), in two batches of 115 and 114.
@@ -40,6 +40,7 @@ def test_replay_runs_two_batches_retrains_between_them_and_prints_the_table(tmp_
     # The tiny starting model decides nothing alone: the labels decide the whole first batch, retrain learns from
     # them and promotes, and the running gunicorn serves the new version in the second batch.
     assert one["automation"] == 0.0 and one["decided_by_labels"] == 115
+    assert 0.0 <= one["serving_auc"] <= 1.0 and f"| {one['serving_auc']:.3f} | promoted " in first
     assert one["retrain"].startswith("promoted ") and one["retrain_result"]["promoted"] is True
     assert two["model"] == one["retrain_result"]["candidate"] != one["model"]
     assert two["versions"] == [two["model"]] and two["retrain"] == "–"

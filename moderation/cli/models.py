@@ -33,7 +33,8 @@ from moderation.ml.registry import Measurement, VersionInfo
 @click.option("--reason", help="Why --force was needed; recorded in the metadata and the history.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--correction-c", default=None, type=click.FloatRange(min=0, min_open=True), hidden=True,
-              help="Inverse strength of the correction's penalty (benchmarks/replay_site.py compares values).")
+              help="Fix the inverse strength of the correction's penalty instead of choosing it by "
+                   "cross-validation on the decisions (benchmarks/replay_site.py compares values).")
 @click.option("--max-leak", "--min-reject-precision", "ignored", hidden=True, type=float,
               help="No longer used: the routing policy (MODERATION_MAX_LEAK, the dashboard) sets them.")
 def retrain(base_paths: tuple[str, ...], since: datetime | None, report_dir: str | None, store: str | None,

@@ -34,11 +34,13 @@ def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
 
 def write_retrain_report(out_dir: str | Path, y, weights, scores: dict[str, np.ndarray | None],
                          gate: dict[str, Any], expected: dict[str, Any],
-                         say: Callable[[str], None] | None = None) -> Path:
+                         say: Callable[[str], None] | None = None,
+                         correction: dict[str, Any] | None = None) -> Path:
     """Write report.json, index.html and, with matplotlib, precision_recall.png and automation.png; return the index.
 
     `y`, `weights` and `scores` are the gate's decisions (possibly none, when the run was forced without a gate).
     Without matplotlib (a serving install) the plots are left out, `say` is told so, and the page says so.
+    `correction` is the candidate's `site.correction` (its C, how it was chosen, the grid's figures), if corrected.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,9 +55,10 @@ def write_retrain_report(out_dir: str | Path, y, weights, scores: dict[str, np.n
     else:
         plots_note = None
         _plot(plt, out, y, w, scores, expected)
-    summary = {"gate": gate, "expected_under_policy": expected, "plots": plots_note is None}
+    summary = {"gate": gate, "expected_under_policy": expected, "plots": plots_note is None,
+               **({"correction": correction} if correction else {})}
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
-    (out / "index.html").write_text(_page(gate, expected, plots_note), encoding="utf-8")
+    (out / "index.html").write_text(_page(gate, expected, plots_note, correction), encoding="utf-8")
     return out / "index.html"
 
 
@@ -91,7 +94,28 @@ def _plot(plt, out: Path, y: np.ndarray, w: np.ndarray, scores: dict[str, np.nda
     plt.close(fig)
 
 
-def _page(gate: dict[str, Any], expected: dict[str, Any], plots_note: str | None) -> str:
+def _correction_html(correction: dict[str, Any] | None) -> str:
+    if not correction:
+        return ""
+    how = {"cross-validation": "chosen by cross-validation on the site's decisions",
+           "fixed": "fixed by the caller", "fallback": "the fixed fallback"}.get(correction.get("chosen_by"), "")
+    page = f"<h2>The correction</h2>\n<p>C = {correction['C']:g} ({how})."
+    if correction.get("note"):
+        page += f" {html.escape(correction['note'])}."
+    page += "</p>\n"
+    if correction.get("grid"):
+        page += ("<table><tr><th>C</th><th>out-of-fold log-loss (weighted, balanced)</th>"
+                 "<th>out-of-fold weighted ROC-AUC</th></tr>\n")
+        for row in correction["grid"]:
+            mark = " <b>(chosen)</b>" if row["C"] == correction["C"] else ""
+            page += (f"<tr><td>{row['C']:g}{mark}</td><td>{_fmt(row.get('log_loss'))}</td>"
+                     f"<td>{_fmt(row.get('weighted_roc_auc'))}</td></tr>\n")
+        page += "</table>\n"
+    return page
+
+
+def _page(gate: dict[str, Any], expected: dict[str, Any], plots_note: str | None,
+          correction: dict[str, Any] | None = None) -> str:
     verdict = "promoted" if gate["passed"] or gate["forced"] else "not promoted"
     forced_note = f" — forced: {html.escape(str(gate['reason']))}" if gate["forced"] else ""
     auto = expected.get("automated_share")
@@ -109,7 +133,7 @@ rate of {_fmt(expected.get('policy', {}).get('removal_rate') if expected.get('re
               else expected.get('removal_rate'), '{:.3f}')}; leak {_fmt(expected.get('leak'))} (upper bound
 {_fmt(expected.get('leak_upper'))}), reject precision {_fmt(expected.get('reject_precision'))} (lower bound
 {_fmt(expected.get('reject_precision_lower'))}).</p>
-"""
+""" + _correction_html(correction)
     if plots_note is None:
         page += """<img src="precision_recall.png" alt="precision-recall of both models">
 <img src="automation.png" alt="share published against leak">

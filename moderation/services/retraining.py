@@ -3,7 +3,8 @@
 Which decisions count for what, and with which weight: `moderation.services.site_decisions`.
 
 The candidate is the prior (the serving model's, or one trained on `--base` files) corrected on the
-site's decisions (`moderation.ml.site`). Its routing calibration uses all usable decisions through
+site's decisions (`moderation.ml.site`), with the correction's strength chosen by cross-validation on
+those decisions (decision record 13). Its routing calibration uses all usable decisions through
 K-fold cross-fitting: every decision is scored by a correction fitted without it, and those
 out-of-fold scores, with the weights (pooled across the model versions that routed the comments:
 `pooled_weights`), are the `calibration` in the candidate's metadata, at the site's removal rate as the
@@ -183,9 +184,12 @@ def retrain(
     policy: RoutingPolicy | None = None, tolerance: float = 0.01, force: bool = False,
     force_reason: str | None = None, min_new_decisions: int = 0, seed: int = 0,
     progress: Progress | None = None, trainer: Callable[..., dict] = train_and_save,
-    correction_c: float = site_model.CORRECTION_C,
+    correction_c: float | None = None,
 ) -> dict[str, Any]:
     """Correct the prior on the site's decisions, gate the candidate against the serving model, promote it if not worse.
+
+    The correction's C is chosen by cross-validation on the decisions (`site_model.choose_c`) unless
+    `correction_c` fixes it.
 
     Returns {"skipped": why} when there is nothing to do. Raises RetrainRefused before training when the
     run cannot gate (and is not forced). Nothing is left in the store when a run fails; a candidate the
@@ -236,7 +240,7 @@ class _Built:
 
 
 def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], staging: Path, *, seed: int,
-               correction_c: float, prior_dir: Path | None, say: Callable[[str], None]) -> _Built:
+               correction_c: float | None, prior_dir: Path | None, say: Callable[[str], None]) -> _Built:
     """Write the candidate into `staging`: the corrected prior, or the prior alone on too few decisions."""
     if not p.correct:
         say(f"too few site decisions to learn from ({len(p.sample)} usable; at least {MIN_SITE_DECISIONS} with "
@@ -259,14 +263,27 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
     logit = site_model.prior_logit(prior, x)
     usable = np.asarray([d.weight is not None for d in train_rows])
     idx = np.flatnonzero(usable)
+    weights = pooled_weights([train_rows[i] for i in idx])
+    groups = [d.group for d in train_rows]
     # Cross-fitting on the usable decisions; the others (feedback, reported, rule-routed) train every fold.
-    oof, folds = site_model.cross_fit(x, logit, labels, [d.group for d in train_rows], scored=usable,
-                                      C=correction_c, seed=seed)
-    say(f"cross-fitted the correction in {folds} folds grouped by article")
-    correction = site_model.fit_correction(x, logit, labels, C=correction_c)
+    if correction_c is None:
+        choice = site_model.choose_c(x, logit, labels, groups, scored=usable, weights=weights, seed=seed,
+                                     min_rows=MIN_SITE_DECISIONS, min_per_class=MIN_SITE_PER_CLASS)
+    else:
+        choice = site_model.Choice(correction_c, "fixed", [])
+    if choice.oof is not None:  # the chosen C's out-of-fold scores, from the search
+        oof, folds = choice.oof, choice.folds
+        figures = ", ".join(f"{g['C']:g}: {g['log_loss']:.4f}" for g in choice.grid)
+        say(f"chose C = {choice.C:g} for the correction by {folds}-fold cross-validation grouped by article "
+            f"(out-of-fold log-loss, weighted and balanced: {figures}){'; ' + choice.note if choice.note else ''}")
+    else:
+        if choice.note:
+            say(choice.note)
+        oof, folds = site_model.cross_fit(x, logit, labels, groups, scored=usable, C=choice.C, seed=seed)
+        say(f"cross-fitted the correction (C = {choice.C:g}, {choice.how}) in {folds} folds grouped by article")
+    correction = site_model.fit_correction(x, logit, labels, C=choice.C)
     pipeline = site_model.corrected_pipeline(prior_model.pipeline, prior, correction)
 
-    weights = pooled_weights([train_rows[i] for i in idx])
     rate = measured_removal_rate(p.sample)
     evidence = Evidence.from_labels(
         oof[idx], labels[idx], weights, measured_removal_rate=rate,
@@ -305,7 +322,7 @@ def _candidate(p: Plan, prior_model: LoadedModel, feedback: list[Decision], stag
             "by_route": dict(sorted(why.items())), "effective_sizes": weighted,
             "measured_removal_rate": None if rate is None else round(rate, 4),
             "trained_until": p.read_at.isoformat(), "read_until": p.read_at.isoformat(), "corrected": True,
-            "prior": prior.version, "correction": {"C": correction.C, "prior_scale": round(correction.a, 4),
+            "prior": prior.version, "correction": {**choice.to_metadata(), "prior_scale": round(correction.a, 4),
                                                     "intercept": round(correction.b, 4),
                                                     "nonzero_weights": int(np.count_nonzero(correction.w))},
         },
@@ -358,7 +375,8 @@ def _gate_and_promote(p: Plan, built: _Built, store, staging: Path, *, report_di
     # The report first: a run that fails before the candidate reaches the store leaves nothing in it.
     report = write_retrain_report(report_dir, y, w, {current.version: cur_scores,
                                                      metadata["version"]: built.gate_scores}, gate,
-                                  metadata["expected_under_policy"], say=say)
+                                  metadata["expected_under_policy"], say=say,
+                                  correction=(metadata.get("site") or {}).get("correction"))
     target = store.version_dir(metadata["version"])
     if target.exists():
         shutil.rmtree(target)
