@@ -18,7 +18,7 @@ from tests.web.conftest import sign_in
 
 # The tiny threat model scores its threats 0.60-0.77 and its insults about 0.8 (decision threshold 0.5).
 APPROVE, REJECT = 0.7, 0.9
-LOW_THREAT = THREATS[2]  # "Den Bürgermeister sollte man aufhängen.": toxicity about 0.60, below APPROVE
+LOW_THREAT = "Wir wissen, wo deine Kinder zur Schule gehen."  # a training threat: toxicity about 0.64, below APPROVE
 ANALYZE = "/v1alpha1/comments:analyze"
 
 

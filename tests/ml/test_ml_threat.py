@@ -76,9 +76,13 @@ def test_the_fast_path_gives_the_heads_probability(threat_model_dir):
             assert score.threat == pytest.approx(probability, abs=1e-9), text
             assert score.threat_likely == (probability >= model.threat_threshold)
             assert score.category == "threat" if score.threat_likely else score.category != "threat"
-    # Its training threats are flagged, its contrasts are not.
-    assert all(model.score(text, explain=False).threat_likely for text in THREAT_TEXTS)
-    assert not any(model.score(text, explain=False).threat_likely for text in CONTRAST_TEXTS + FRIENDLY)
+    # Its training threats score above every contrast, and most are flagged (the threshold comes from out-of-fold
+    # scores, so a training threat may fall just below it); no contrast or friendly comment is.
+    threats = [model.score(text, explain=False) for text in THREAT_TEXTS]
+    others = [model.score(text, explain=False) for text in CONTRAST_TEXTS + FRIENDLY]
+    assert min(s.threat for s in threats) > max(s.threat for s in others)
+    assert sum(s.threat_likely for s in threats) >= 0.8 * len(threats)
+    assert not any(s.threat_likely for s in others)
 
 
 def test_too_few_threat_rows_train_no_head(tiny_model_dir, tiny_model):
