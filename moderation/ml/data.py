@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,19 +234,24 @@ def read_generic_csv(path: Path) -> Dataset:
     return data
 
 
-def read_jsonl(path: Path) -> Dataset:
-    """Read JSON lines, one object with `text` and `label` (optional `category`, `group`, `domain`)."""
-    data = Dataset()
+def json_lines(path: str | Path) -> Iterator[tuple[Any, str, int]]:
+    """Yield each non-blank line of a JSON-lines file as (value, "path:line", line number); DataError if invalid."""
     with open(path, encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{line_no}"
             try:
-                row = json.loads(line)
+                yield json.loads(line), where, line_no
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: invalid JSON: {exc.msg}") from exc
-            _generic_row(data, row, where, f"row{line_no}")
+
+
+def read_jsonl(path: Path) -> Dataset:
+    """Read JSON lines, one object with `text` and `label` (optional `category`, `group`, `domain`)."""
+    data = Dataset()
+    for row, where, line_no in json_lines(path):
+        _generic_row(data, row, where, f"row{line_no}")
     return data
 
 

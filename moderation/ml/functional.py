@@ -8,13 +8,12 @@ threshold, `score >= threshold`, equals the label; the suite reports the pass ra
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from moderation.ml.data import DataError
+from moderation.ml.data import DataError, json_lines
 
 # Every category with the one label its cases hold, or None where the cases hold both (dialect:
 # mostly harmless regional or colloquial German, some of it abusive, each case labelled on its own).
@@ -73,20 +72,12 @@ def read_cases(path: str | Path) -> list[Case]:
     path = Path(path)
     cases: list[Case] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON: {exc.msg}") from exc
-            case = _case(row, where)
-            if case.id in seen:
-                raise DataError(f"{where}: id {case.id!r} occurs twice")
-            seen.add(case.id)
-            cases.append(case)
+    for row, where, _ in json_lines(path):
+        case = _case(row, where)
+        if case.id in seen:
+            raise DataError(f"{where}: id {case.id!r} occurs twice")
+        seen.add(case.id)
+        cases.append(case)
     if not cases:
         raise DataError(f"{path}: no cases")
     return cases
